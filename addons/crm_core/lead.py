@@ -12,6 +12,7 @@ from trytond.modules.marketing_campaign.marketing import (
 from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, If
 from trytond.report import Report
+from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, without_check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
@@ -274,10 +275,10 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
             result['next_activity_overdue'] = {l.id: False for l in leads}
         origins = [str(l) for l in leads]
         first = {}
-        for sub_origins in fields_grouped(origins):
+        for sub_origins in grouped_slice(origins):
             cursor.execute(*activity.select(
                     activity.origin, Min(activity.start),
-                    where=activity.origin.in_(sub_origins)
+                    where=activity.origin.in_(list(sub_origins))
                     & (activity.state == 'planned'),
                     group_by=[activity.origin]))
             first.update(cursor)
@@ -395,8 +396,19 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
 
     @classmethod
     def check_modification(cls, mode, leads, values=None, external=False):
+        pool = Pool()
+        Stage = pool.get('crm.stage')
         super().check_modification(
             mode, leads, values=values, external=external)
+        if (mode == 'write' and values.get('stage')
+                and 'lost_reason' not in values
+                and Stage(values['stage']).kind == 'lost'):
+            # Refuse before writing: a lost deal always says why
+            for lead in leads:
+                if not lead.lost_reason:
+                    raise LeadValidationError(gettext(
+                            'crm_core.msg_lead_lost_reason',
+                            lead=lead.rec_name))
         if mode == 'delete':
             for lead in leads:
                 if lead.state != 'open' and external:
@@ -422,6 +434,13 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
     @classmethod
     def validate_fields(cls, leads, field_names):
         super().validate_fields(leads, field_names)
+        if field_names is None or field_names & {
+                'stage', 'state', 'lost_reason'}:
+            for lead in leads:
+                if lead.state == 'lost' and not lead.lost_reason:
+                    raise LeadValidationError(gettext(
+                            'crm_core.msg_lead_lost_reason',
+                            lead=lead.rec_name))
         if field_names is None or field_names & {'stage', 'team'}:
             for lead in leads:
                 if (lead.stage.team and lead.team != lead.stage.team):
@@ -549,13 +568,6 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
                         }))
         if to_write:
             cls.write(*to_write)
-
-
-def fields_grouped(values, size=None):
-    "Split values in chunks that fit in one SQL IN clause"
-    size = size or Transaction().database.IN_MAX
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
 
 
 class LeadLine(sequence_ordered(), ModelSQL, ModelView):
@@ -688,10 +700,10 @@ class LeadHistory(ModelSQL, ModelView):
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         last = {}
-        for sub_ids in fields_grouped([l.id for l in leads]):
+        for sub_ids in grouped_slice([l.id for l in leads]):
             cursor.execute(*table.select(
                     table.lead, table.to_stage, table.to_state,
-                    where=table.lead.in_(sub_ids),
+                    where=table.lead.in_(list(sub_ids)),
                     order_by=[table.date.asc, table.id.asc]))
             for lead_id, stage_id, state in cursor:
                 last[lead_id] = (stage_id, state)

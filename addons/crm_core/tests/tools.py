@@ -1,0 +1,69 @@
+"Test data shared by the CRM modules' tests"
+from contextlib import ExitStack
+
+from trytond.modules.company.tests import create_company, set_company
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+
+def create_user(login, company, manager=False):
+    pool = Pool()
+    User = pool.get('res.user')
+    ModelData = pool.get('ir.model.data')
+    group = 'group_crm_manager' if manager else 'group_crm_user'
+    user, = User.create([{
+                'name': login.title(),
+                'login': login,
+                'companies': [('add', [company.id])],
+                'company': company.id,
+                'groups': [('add', [ModelData.get_id('crm_core', group)])],
+                }])
+    return user
+
+
+def create_team(name, company, members, leader=None, **values):
+    pool = Pool()
+    Team = pool.get('crm.team')
+    team, = Team.create([{
+                'name': name,
+                'company': company.id,
+                'leader': leader.id if leader else None,
+                'members': [('add', [u.id for u in members])],
+                **values,
+                }])
+    return team
+
+
+class CrmSetup:
+    "A company with two sales teams, their salespeople and a manager"
+
+    def __init__(self):
+        pool = Pool()
+        Stage = pool.get('crm.stage')
+        self.company = create_company()
+        self.manager = create_user('manager', self.company, manager=True)
+        self.alice = create_user('alice', self.company)
+        self.bob = create_user('bob', self.company)
+        self.carol = create_user('carol', self.company)
+        self.north = create_team(
+            "North", self.company, [self.alice, self.bob],
+            leader=self.manager)
+        self.south = create_team(
+            "South", self.company, [self.carol], leader=self.manager)
+        stages = Stage.search([])
+        self.stages = {s.name: s for s in stages}
+
+    def stage(self, name):
+        return self.stages[name]
+
+    def as_user(self, user):
+        "Act as the user through the client: access rules apply"
+        transaction = Transaction()
+        stack = ExitStack()
+        stack.enter_context(transaction.set_user(user.id))
+        stack.enter_context(transaction.set_context(
+                _check_access=True, company=self.company.id))
+        return stack
+
+    def company_context(self):
+        return set_company(self.company)
