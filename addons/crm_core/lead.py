@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from sql.aggregate import Min
 
+from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import (
     Index, ModelSQL, ModelView, Workflow, fields, sequence_ordered)
@@ -275,7 +276,7 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
             result['next_activity_overdue'] = {l.id: False for l in leads}
         origins = [str(l) for l in leads]
         first = {}
-        for sub_origins in grouped_slice(origins):
+        for sub_origins in grouped_slice(origins, backend.MAX_QUERY_PARAMS):
             cursor.execute(*activity.select(
                     activity.origin, Min(activity.start),
                     where=activity.origin.in_(list(sub_origins))
@@ -700,7 +701,8 @@ class LeadHistory(ModelSQL, ModelView):
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         last = {}
-        for sub_ids in grouped_slice([l.id for l in leads]):
+        for sub_ids in grouped_slice(
+                [l.id for l in leads], backend.MAX_QUERY_PARAMS):
             cursor.execute(*table.select(
                     table.lead, table.to_stage, table.to_state,
                     where=table.lead.in_(list(sub_ids)),
