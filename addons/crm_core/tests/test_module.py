@@ -415,6 +415,57 @@ class CrmCoreTestCase(
         self.assertEqual(Lead(south.id).name, "South deal")
 
     @with_transaction()
+    def test_lead_children_follow_lead_access(self):
+        "Lines and history of another team's lead stay hidden"
+        pool = Pool()
+        History = pool.get('crm.lead.history')
+        Line = pool.get('crm.lead.line')
+        crm = CrmSetup()
+        with crm.company_context():
+            south = self._lead(crm, team=crm.south.id, owner=crm.carol.id)
+            north = self._lead(crm, team=crm.north.id, owner=crm.bob.id)
+            Line.create([{
+                        'lead': l.id, 'description': "Setup",
+                        'quantity': 1, 'unit_price': Decimal(10)}
+                    for l in [south, north]])
+        with crm.as_user(crm.alice):
+            self.assertEqual(
+                {h.lead.id for h in History.search([])}, {north.id})
+            self.assertEqual(
+                {l.lead.id for l in Line.search([])}, {north.id})
+
+    @with_transaction()
+    def test_configuration_access(self):
+        "Only CRM managers change stages, teams and lost reasons"
+        pool = Pool()
+        Stage = pool.get('crm.stage')
+        Team = pool.get('crm.team')
+        Reason = pool.get('crm.lost_reason')
+        crm = CrmSetup()
+        with crm.as_user(crm.alice):
+            self.assertTrue(Stage.search([]))
+            with self.assertRaises(AccessError):
+                Stage.create([{'name': "Demo", 'sequence': 25}])
+            with self.assertRaises(AccessError):
+                Team.write([Team(crm.north.id)], {'round_robin': True})
+            with self.assertRaises(AccessError):
+                Reason.create([{'name': "Timing"}])
+        with crm.as_user(crm.manager):
+            Stage.create([{'name': "Demo", 'sequence': 25}])
+            Team.write([Team(crm.north.id)], {'round_robin': True})
+            Reason.create([{'name': "Timing"}])
+
+    @with_transaction()
+    def test_party_phone_e164(self):
+        "Party phone numbers are compared in E.164 form"
+        pool = Pool()
+        Party = pool.get('party.party')
+        party = self._party("Jane", phone="+44 (0)20 7946 0018")
+        mechanism, = party.contact_mechanisms
+        self.assertEqual(mechanism.value_compact, '+442079460018')
+        self.assertEqual(Party.find_by_contact(phone='+442079460018'), party)
+
+    @with_transaction()
     def test_team_change_updates_access(self):
         "Joining a team gives access to its leads at once"
         pool = Pool()
