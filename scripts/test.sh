@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# `make test`: every test of every module, on SQLite then on PostgreSQL,
+# then the browser tests.  Usage: test.sh [all|sqlite|postgresql|browser]...
+#   all = setup (with Debian's chromium) + sqlite + postgresql + browser.
+# Every phase runs even when an earlier one failed (one CI run shows all
+# failures); the exit status is non-zero when any phase failed.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+PHASES=("$@")
+[ "${#PHASES[@]}" -gt 0 ] || PHASES=(all)
+if [ "${PHASES[*]}" = all ]; then
+    PHASES=(sqlite postgresql browser)
+    SETUP_ARGS=(--chromium)
+else
+    SETUP_ARGS=()
+    for p in "${PHASES[@]}"; do
+        [ "$p" = browser ] && SETUP_ARGS=(--chromium)
+    done
+fi
+
+REPORTS="$CRM_VAR/test-reports"
+CACHE="$CRM_VAR/test-cache"
+mkdir -p "$REPORTS"
+SUMMARY=()
+RCS=()
+FAILED=0
+
+# Unit tests (test_*.py) and scenarios (scenario_*.rst doctests) of every
+# module folder of addons/ (the ones with a tryton.cfg).
+PYTEST_ADDONS=(-ra --doctest-glob='scenario_*.rst'
+    -o 'doctest_optionflags=ELLIPSIS IGNORE_EXCEPTION_DETAIL NORMALIZE_WHITESPACE')
+addon_test_dirs() {
+    local m
+    for m in $(crm_modules); do
+        if [ -d "addons/$m/tests" ]; then echo "addons/$m/tests"; fi
+    done
+}
+
+run_phase() {  # run_phase NAME COMMAND...
+    local name="$1"; shift
+    local start=$SECONDS rc
+    echo
+    echo "=============================== $name ==============================="
+    rm -f "$REPORTS/$name.xml"
+    "$@" --junitxml="$REPORTS/$name.xml"
+    rc=$?
+    # pytest exit 5 = no test collected: a phase that tests nothing is broken.
+    local took=$((SECONDS - start))
+    if [ "$rc" -ne 0 ]; then FAILED=1; fi
+    RCS+=("$name=$rc")
+    SUMMARY+=("$(printf '%-11s rc=%-3s %4ss' "$name" "$rc" "$took")")
+    echo "[test] phase $name: exit $rc in ${took}s"
+}
+
+phase_sqlite() {
+    # The cache key is only the module list: a cache kept across runs would
+    # hide schema changes, so it is emptied every run.
+    rm -rf "$CACHE/sqlite"; mkdir -p "$CACHE/sqlite"
+    mapfile -t dirs < <(addon_test_dirs)
+    run_phase sqlite env \
+        TRYTOND_DATABASE_URI=sqlite:// TRYTOND_DATABASE__URI=sqlite:// \
+        DB_NAME=:memory: DB_CACHE="$CACHE/sqlite" \
+        pytest "${PYTEST_ADDONS[@]}" "${dirs[@]}"
+}
+
+phase_postgresql() {
+    local uri="$CRM_TEST_PG_URI" db="$CRM_TEST_PG_DB" start=$SECONDS
+    if ! "$ROOT/scripts/postgres.sh" start "$uri"; then
+        FAILED=1
+        SUMMARY+=("$(printf '%-11s rc=%-3s %4ss  PostgreSQL unavailable' postgresql 1 0)")
+        RCS+=("postgresql=1")
+        return
+    fi
+    # Leftovers of an interrupted run, and the cache.
+    "$ROOT/scripts/postgres.sh" dropdb "$uri" "$db"
+    rm -rf "$CACHE/postgresql"; mkdir -p "$CACHE/postgresql"
+    mapfile -t dirs < <(addon_test_dirs)
+    run_phase postgresql env \
+        TRYTOND_DATABASE_URI="$uri" TRYTOND_DATABASE__URI="$uri" \
+        DB_NAME="$db" DB_CACHE="$CACHE/postgresql" \
+        pytest "${PYTEST_ADDONS[@]}" "${dirs[@]}"
+    "$ROOT/scripts/postgres.sh" dropdb "$uri" "$db"
+}
+
+phase_browser() {
+    mkdir -p "$ROOT/tests/artifacts"
+    run_phase browser pytest -ra tests/browser
+}
+
+start_all=$SECONDS
+setup_start=$SECONDS
+if ! "$ROOT/scripts/setup.sh" "${SETUP_ARGS[@]}"; then
+    echo "[test] setup failed" >&2
+    exit 1
+fi
+SUMMARY+=("$(printf '%-11s rc=%-3s %4ss' setup 0 $((SECONDS - setup_start)))")
+
+for phase in "${PHASES[@]}"; do
+    case "$phase" in
+        sqlite|postgresql|browser) "phase_$phase" ;;
+        *) echo "unknown phase: $phase" >&2; exit 2 ;;
+    esac
+done
+
+echo
+echo "=============================== summary ==============================="
+for line in "${SUMMARY[@]}"; do echo "  $line"; done
+echo "  total       $((SECONDS - start_all))s"
+# One closing line over all phases, from the JUnit reports; a phase that
+# failed with no failing test in its report (crash, nothing collected,
+# PostgreSQL missing) counts as one failure.
+python - "$REPORTS" "${RCS[@]}" <<'PY'
+import sys, os
+import xml.etree.ElementTree as ET
+reports, results = sys.argv[1], sys.argv[2:]
+passed = failed = skipped = 0
+for result in results:
+    phase, rc = result.rsplit('=', 1)
+    bad = 0
+    try:
+        root = ET.parse(os.path.join(reports, phase + '.xml')).getroot()
+        suites = list(root.iter('testsuite'))
+    except (OSError, ET.ParseError):
+        suites = []
+    for suite in suites:
+        tests = int(suite.get('tests', 0))
+        skip = int(suite.get('skipped', 0))
+        bad += int(suite.get('failures', 0)) + int(suite.get('errors', 0))
+        passed += tests - skip
+        skipped += skip
+    passed -= bad
+    if int(rc) and not bad:
+        bad = 1
+    failed += bad
+print(f"{passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit "$FAILED"

@@ -1,0 +1,91 @@
+"""Leads in sao, as a salesperson uses them (fixtures: conftest.py)."""
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from conftest import LoginError, login
+
+SALESPERSON = 'alice'
+PASSWORD = 'crm-demo-2026'
+
+
+def active_tab(page):
+    "The tab sao shows in front (each tab repeats the same toolbar ids)"
+    return page.locator('#tabcontent > .tab-pane.active')
+
+
+def open_menu(page, *path):
+    "Open a menu entry through sao's menu tree, e.g. ('CRM', 'Leads')"
+    menu = page.locator('#menu')
+    *parents, leaf = path
+    for name in parents:
+        row = menu.locator('tbody tr', has=page.locator(
+                '.column-char', has_text=name)).first
+        if not menu.locator('.column-char', has_text=leaf).count():
+            row.locator('.expander').click()
+    # A double click opens the action, as in sao's menu.
+    menu.locator('.column-char').filter(
+        has_text=leaf).first.dblclick()
+
+
+def wait_idle(page):
+    "sao shows 'Processing' while an RPC is in flight"
+    page.locator('#processing').wait_for(state='hidden')
+
+
+def assert_no_error_dialog(page):
+    errors = page.locator('.error-dialog:visible, .warning-dialog:visible')
+    if errors.count():
+        pytest.fail(f"sao error: {errors.first.inner_text()}")
+
+
+def test_salesperson_creates_lead_and_finds_it_in_list(page, crm_server):
+    title = f"Browser lead {time.strftime('%H%M%S')}"
+    login(page, crm_server, SALESPERSON, PASSWORD)
+
+    open_menu(page, 'CRM', 'Leads')
+    tab = active_tab(page)
+    expect(page.locator('#tablist .active')).to_contain_text('Leads')
+    # The list view loaded (its column headers are there).
+    expect(tab.locator('.treeview th', has_text='Title').first).to_be_visible()
+
+    tab.locator('button#new_').click()
+    title_input = tab.get_by_label(re.compile(r'^Title:?$'))
+    expect(title_input).to_be_visible()
+    # sao labels read "Title:" (accessible name of the input).
+    title_input.fill(title)
+    tab.get_by_label(re.compile(r'^Contact Name:?$')).fill('Jane Browser')
+    tab.locator('input[name="email"]').fill('jane.browser@example.com')
+    tab.locator('button#save').click()
+    wait_idle(page)
+    assert_no_error_dialog(page)
+    # Saved: sao says so in the tab's info bar, and Save is disabled again.
+    saved = tab.locator('.infobar .alert', has_text='Record saved')
+    expect(saved).to_be_visible()
+    expect(tab.locator('button#save')).to_be_disabled()
+    saved.locator('button.close').click()  # the bar covers the toolbar
+    expect(saved).to_have_count(0)
+
+    tab.locator('button#switch_').click()
+    wait_idle(page)
+    row = tab.locator('.treeview tbody tr', has_text=title)
+    expect(row).to_be_visible()
+    assert_no_error_dialog(page)
+
+
+def test_wrong_password_is_refused(page, crm_server):
+    with pytest.raises(LoginError):
+        login(page, crm_server, SALESPERSON, 'not-the-password')
+    # sao asks for the password again and never shows the menu.
+    expect(page.locator('.ask-dialog input#ask-dialog-entry').last
+        ).to_be_visible()
+    expect(page.locator('#menu tbody tr')).to_have_count(0)
+    # No session was opened: no tryton_session cookie, no stored user.
+    cookies = {c['name'] for c in page.context.cookies()}
+    assert 'tryton_session' not in cookies
+    session = page.evaluate(
+        "db => JSON.parse(localStorage.getItem('sao_session_' + db))",
+        crm_server['db'])
+    assert not (session and session.get('user_id'))
