@@ -146,6 +146,12 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
                 Index(t, (t.party, Index.Range())),
                 Index(t, (t.state, Index.Equality(cardinality='low')),
                     where=t.state == 'open'),
+                # The won and lost columns of the board show recent deals.
+                Index(t,
+                    (t.team, Index.Range()),
+                    (t.stage, Index.Range()),
+                    (t.date_closed, Index.Range(order='DESC')),
+                    where=t.state.in_(['won', 'lost'])),
                 })
         cls._order = [
             ('priority', 'DESC'),

@@ -7,7 +7,6 @@ moved so that the demo data stay as other tests expect them.
 import json
 import re
 
-import pytest
 from playwright.sync_api import expect
 
 from conftest import DEMO_PASSWORD, login
@@ -260,9 +259,6 @@ def test_board_needs_login(page, crm_server):
     expect(page.locator('.column')).to_have_count(0)
 
 
-@pytest.mark.xfail(reason="sao cannot show crm.lead lists and forms yet: "
-    "list views with DateTime fields need widget=\"date\"/\"time\" "
-    "(ColumnFactory is not a constructor)", strict=False)
 def test_board_card_opens_in_sao(page, crm_server):
     board = open_board(page, crm_server)
     card = board.locator('.card').first
