@@ -25,10 +25,13 @@ test-postgresql:
 test-browser:
 	@scripts/test.sh browser
 
-# Benchmarks: every bench/*.py, run with the project's environment.
+# Benchmarks (PostgreSQL, see bench/README.md): every bench/*.py but its
+# helper library; `make bench BENCH_ARGS=--quick` for a short check run.
 bench: setup
-	@set -e; . scripts/env.sh; for f in bench/*.py; do \
-	    [ -e "$$f" ] || continue; echo "== $$f"; python "$$f" $(BENCH_ARGS); done
+	@set -e; . scripts/env.sh; scripts/postgres.sh start; \
+	for f in bench/*.py; do \
+	    case "$$f" in *lib.py) continue ;; esac; \
+	    echo "== $$f"; python "$$f" $(BENCH_ARGS); done
 
 help:
 	@echo "make demo | test | setup | test-sqlite | test-postgresql | test-browser | bench"

@@ -19,7 +19,7 @@ admin_uri() {
 }
 
 psql_q() {  # psql_q URI SQL
-    psql -X -q -v ON_ERROR_STOP=1 -tA "$(admin_uri "$1")" -c "$2"
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -tA "$(admin_uri "$1")" -c "$2"
 }
 
 require_client() {

@@ -73,15 +73,28 @@ phase_postgresql() {
         RCS+=("postgresql=1")
         return
     fi
-    # Leftovers of an interrupted run, and the cache.
+    # Leftovers of an interrupted run, and the cache (emptied every run).
+    # The cache is kept as template databases (DB_CACHE=postgresql://):
+    # measured 133 s against 164 s with pg_dump folders on this 2-core
+    # machine.  They are named by module list only, so two checkouts testing
+    # on one server at the same time must set CRM_TEST_PG_CACHE=folder (and
+    # their own CRM_TEST_PG_DB).
     "$ROOT/scripts/postgres.sh" dropdb "$uri" "$db"
-    rm -rf "$CACHE/postgresql"; mkdir -p "$CACHE/postgresql"
+    local cache="$CACHE/postgresql"
+    rm -rf "$cache"; mkdir -p "$cache"
+    if [ "${CRM_TEST_PG_CACHE:-template}" = template ]; then
+        "$ROOT/scripts/postgres.sh" drop-templates "$uri"
+        cache=postgresql://
+    fi
     mapfile -t dirs < <(addon_test_dirs)
     run_phase postgresql env \
         TRYTOND_DATABASE_URI="$uri" TRYTOND_DATABASE__URI="$uri" \
-        DB_NAME="$db" DB_CACHE="$CACHE/postgresql" \
+        DB_NAME="$db" DB_CACHE="$cache" \
         pytest "${PYTEST_ADDONS[@]}" "${dirs[@]}"
     "$ROOT/scripts/postgres.sh" dropdb "$uri" "$db"
+    if [ "$cache" = postgresql:// ]; then
+        "$ROOT/scripts/postgres.sh" drop-templates "$uri"
+    fi
 }
 
 phase_browser() {
@@ -124,13 +137,17 @@ for result in results:
         suites = list(root.iter('testsuite'))
     except (OSError, ET.ParseError):
         suites = []
+    # Count test cases, not the 'tests' attribute: pytest adds the
+    # subtests of trytond's ModuleTestCase to it.
     for suite in suites:
-        tests = int(suite.get('tests', 0))
-        skip = int(suite.get('skipped', 0))
-        bad += int(suite.get('failures', 0)) + int(suite.get('errors', 0))
-        passed += tests - skip
-        skipped += skip
-    passed -= bad
+        for case in suite.iter('testcase'):
+            tags = {child.tag for child in case}
+            if tags & {'failure', 'error'}:
+                bad += 1
+            elif 'skipped' in tags:
+                skipped += 1
+            else:
+                passed += 1
     if int(rc) and not bad:
         bad = 1
     failed += bad
