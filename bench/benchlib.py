@@ -1,0 +1,347 @@
+"""Shared helpers of the benchmarks in bench/
+
+A benchmark runs against PostgreSQL (CRM_BENCH_DB_URI, default
+postgresql://postgres@127.0.0.1:5432/), in a database of its own that it
+creates with crm_core activated and drops at the end, even on failure.
+It prints its figures last, one per line: ``figure: <name> <value> <unit>``.
+
+Import this module before anything of trytond: it sets the database URI of
+trytond from CRM_BENCH_DB_URI.
+"""
+import argparse
+import contextlib
+import cProfile
+import datetime as dt
+import io
+import logging
+import os
+import pstats
+import random
+import statistics
+import sys
+import time
+from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_URI = 'postgresql://postgres@127.0.0.1:5432/'
+BENCH_URI = os.environ.get('CRM_BENCH_DB_URI', DEFAULT_URI)
+if not BENCH_URI.startswith('postgresql'):
+    sys.exit(f"CRM_BENCH_DB_URI must be a PostgreSQL URI, not {BENCH_URI}")
+# trytond reads its configuration from the environment when imported
+os.environ['TRYTOND_DATABASE__URI'] = BENCH_URI
+os.environ.pop('TRYTOND_DATABASE_URI', None)
+
+BATCH = 1000
+SALESPEOPLE = [
+    # login, name, team
+    ('bench_anna', "Anna Bench", 0),
+    ('bench_ben', "Ben Bench", 0),
+    ('bench_cleo', "Cleo Bench", 1),
+    ('bench_dan', "Dan Bench", 1),
+    ]
+TEAMS = ["Direct Sales", "Key Accounts"]
+# stage xml id of crm_core, weight
+STAGE_WEIGHTS = [
+    ('stage_new', 30), ('stage_qualified', 20), ('stage_proposition', 15),
+    ('stage_negotiation', 10), ('stage_won', 15), ('stage_lost', 10),
+    ]
+STATE_OF_KIND = {'open': 'open', 'won': 'won', 'lost': 'lost'}
+
+
+def log(message):
+    "Progress goes to stderr, so that figures stay last on stdout"
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr,
+        flush=True)
+
+
+def parse_args(description, **sizes):
+    """Command line: --quick picks the small sizes. sizes maps a name to
+    (full, quick)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--quick', action='store_true',
+        help="run a small version (a few seconds)")
+    parser.add_argument('--keep', action='store_true',
+        help="keep the database at the end (to look at it)")
+    parser.add_argument('--profile', metavar='FILE',
+        help="write a cProfile of the measured ORM part to FILE")
+    options = parser.parse_args()
+    for name, (full, quick) in sizes.items():
+        setattr(options, name, quick if options.quick else full)
+    return options
+
+
+def print_figures(figures):
+    "The last lines of the output: figure: <name> <value> <unit>"
+    sys.stdout.flush()
+    for name, value, unit in figures:
+        if isinstance(value, float):
+            value = (f'{value:.0f}' if abs(value) >= 100
+                else f'{value:.2f}' if abs(value) >= 1
+                else f'{value:.3g}')
+        print(f'figure: {name} {value} {unit}', flush=True)
+
+
+def admin_connection():
+    "An autocommit connection to the maintenance database of the server"
+    import psycopg
+    parts = urlsplit(BENCH_URI)
+    dsn = urlunsplit(parts._replace(path='/postgres'))
+    return psycopg.connect(dsn, autocommit=True)
+
+
+@contextlib.contextmanager
+def bench_database(prefix='crm_bench', keep=False):
+    """Create a database with crm_core activated, yield its name, drop it
+    at the end whatever happens"""
+    from psycopg import sql
+    name = f'{prefix}_{os.getpid()}'
+    logging.basicConfig(level=logging.WARNING)
+    with admin_connection() as connection:
+        connection.execute(sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'unicode'")
+            .format(sql.Identifier(name)))
+    log(f"created database {name}")
+    try:
+        start = time.monotonic()
+        activate(name)
+        log(f"activated crm_core in {time.monotonic() - start:.0f} s")
+        yield name
+    finally:
+        release(name)
+        if keep:
+            log(f"kept database {name}")
+        else:
+            with admin_connection() as connection:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} "
+                        "WITH (FORCE)").format(sql.Identifier(name)))
+            log(f"dropped database {name}")
+
+
+def activate(name):
+    "Initialise the Tryton database and activate crm_core in this process"
+    from trytond import backend
+    from trytond.pool import Pool
+    database = backend.Database(name).connect()
+    database.init()
+    Pool(name).init(update=['crm_core'], lang=['en'], activatedeps=True)
+
+
+def release(name):
+    "Close the connections of this process to the database"
+    from trytond import backend
+    from trytond.pool import Pool
+    Pool.stop(name)
+    with contextlib.suppress(Exception):
+        backend.Database(name).close()
+
+
+@contextlib.contextmanager
+def transaction(name, user=0, context=None, readonly=False):
+    "A transaction, committed when the block ends without error"
+    from trytond.transaction import Transaction
+    with Transaction().start(name, user, readonly=readonly,
+            context=context or {}) as transaction:
+        yield transaction
+
+
+def ref(module, fs_id):
+    from trytond.pool import Pool
+    return Pool().get('ir.model.data').get_id(module, fs_id)
+
+
+def setup_sales(name):
+    """Company, salespeople and two teams, through the ORM.
+    Return a dict of ids: company, currency, admin, users {login: id},
+    teams [id, id], members {team id: [user ids]}."""
+    from trytond.pool import Pool
+    with transaction(name) as tx:
+        pool = Pool()
+        Currency = pool.get('currency.currency')
+        Party = pool.get('party.party')
+        Company = pool.get('company.company')
+        User = pool.get('res.user')
+        Team = pool.get('crm.team')
+        currency, = Currency.create([{
+                    'name': "Euro", 'code': 'EUR', 'symbol': '€',
+                    'rounding': Decimal('0.01'), 'digits': 2,
+                    }])
+        party, = Party.create([{'name': "Bench Company"}])
+        company, = Company.create([{
+                    'party': party.id, 'currency': currency.id,
+                    'timezone': 'Europe/Berlin'}])
+        admin = User(ref('res', 'user_admin'))
+        User.write([admin], {
+                'companies': [('add', [company.id])],
+                'company': company.id})
+        users = User.create([{
+                    'login': login, 'name': full_name,
+                    'company': company.id,
+                    'companies': [('add', [company.id])],
+                    'groups': [('add', [ref('crm_core', 'group_crm_user')])],
+                    } for login, full_name, _ in SALESPEOPLE])
+        teams = Team.create([{
+                    'name': team_name, 'company': company.id,
+                    'members': [('add', [
+                                u.id for u, (_, _, t) in zip(
+                                    users, SALESPEOPLE) if t == i])],
+                    } for i, team_name in enumerate(TEAMS)])
+        tx.commit()
+        return {
+            'company': company.id,
+            'currency': currency.id,
+            'admin': admin.id,
+            'users': {u.login: u.id for u in users},
+            'teams': [t.id for t in teams],
+            'members': {
+                teams[i].id: [u.id for u, (_, _, t) in zip(
+                        users, SALESPEOPLE) if t == i]
+                for i in range(len(TEAMS))},
+            }
+
+
+def batches(values, size=BATCH):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def insert_parties(name, count, admin):
+    """Insert count companies with raw SQL (population, not measured).
+    Return their ids."""
+    from sql import Table
+    from trytond.transaction import Transaction
+    party = Table('party_party')
+    now = dt.datetime.now()
+    ids = []
+    with transaction(name):
+        cursor = Transaction().connection.cursor()
+        rows = [[f'Bench Customer {i:06d}', f'B{i:06d}', True, 'prospect',
+                admin, now] for i in range(1, count + 1)]
+        for batch in batches(rows):
+            cursor.execute(*party.insert(
+                    [party.name, party.code, party.active,
+                        party.lifecycle_status, party.create_uid,
+                        party.create_date],
+                    batch, returning=[party.id]))
+            ids.extend(r for r, in cursor)
+    return ids
+
+
+def stages():
+    """The default stages of crm_core: [(id, kind, probability, weight)]"""
+    from trytond.pool import Pool
+    Stage = Pool().get('crm.stage')
+    result = []
+    for fs_id, weight in STAGE_WEIGHTS:
+        stage = Stage(ref('crm_core', fs_id))
+        result.append((stage.id, stage.kind, stage.probability, weight))
+    return result
+
+
+def lead_values(count, sales, parties, seed=42):
+    """Realistic values of count opportunities, as Lead.create takes them:
+    team, owner of the team, party, stage, expected revenue; the closed ones
+    closed over the last year. Call it in a transaction."""
+    rnd = random.Random(seed)
+    all_stages = stages()
+    weights = [s[3] for s in all_stages]
+    lost_reason = ref('crm_core', 'lost_reason_price')
+    today = dt.date.today()
+    now = dt.datetime.now().replace(microsecond=0)
+    vlist = []
+    for i in range(count):
+        team = rnd.choice(sales['teams'])
+        stage, kind, _, _ = rnd.choices(all_stages, weights)[0]
+        values = {
+            'name': f"Deal {i:06d}",
+            'type': 'opportunity',
+            'company': sales['company'],
+            'party': rnd.choice(parties),
+            'team': team,
+            'owner': rnd.choice(sales['members'][team]),
+            'stage': stage,
+            'priority': rnd.choice('0112'),
+            'expected_revenue': Decimal(rnd.randrange(500, 200000, 50)),
+            'expected_close': today + dt.timedelta(
+                days=rnd.randint(-60, 180)),
+            }
+        if kind != 'open':
+            values['date_closed'] = now - dt.timedelta(
+                minutes=rnd.randint(0, 365 * 24 * 60))
+        if kind == 'lost':
+            values['lost_reason'] = lost_reason
+        vlist.append(values)
+    return vlist
+
+
+# The columns crm.lead.create fills from lead_values: the given values plus
+# what preprocess_values adds, and the create stamps
+LEAD_COLUMNS = [
+    'name', 'type', 'company', 'party', 'team', 'owner', 'stage', 'priority',
+    'expected_revenue', 'expected_close', 'date_closed', 'lost_reason',
+    'state', 'probability', 'date_conversion', 'create_uid', 'create_date']
+
+
+def lead_rows(vlist, user):
+    "The rows of LEAD_COLUMNS that the ORM would insert for vlist"
+    kinds = {s[0]: (s[1], s[2]) for s in stages()}
+    now = dt.datetime.now()
+    rows = []
+    for values in vlist:
+        kind, probability = kinds[values['stage']]
+        row = [values.get(c) for c in LEAD_COLUMNS[:-5]]
+        row += [STATE_OF_KIND[kind], probability, now, user, now]
+        rows.append(row)
+    return rows
+
+
+def insert_leads(cursor, rows):
+    "One multi-row INSERT into crm_lead per batch of rows of LEAD_COLUMNS"
+    from sql import Table
+    lead = Table('crm_lead')
+    columns = [getattr(lead, c) for c in LEAD_COLUMNS]
+    for batch in batches(rows):
+        cursor.execute(*lead.insert(columns, batch))
+
+
+def analyze(name):
+    "Refresh the planner statistics after a bulk load, as autovacuum would"
+    from trytond.transaction import Transaction
+    with transaction(name):
+        Transaction().connection.cursor().execute('ANALYZE')
+
+
+def timed(function, *args, **kwargs):
+    "Return (result, seconds)"
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def median_ms(function, runs=20, warmup=2):
+    "Median wall time of function() in milliseconds, after warm-up calls"
+    for _ in range(warmup):
+        function()
+    durations = []
+    for _ in range(runs):
+        _, seconds = timed(function)
+        durations.append(seconds * 1000)
+    return statistics.median(durations), durations
+
+
+@contextlib.contextmanager
+def profiled(path=None, top=25):
+    "Profile the block with cProfile when path is given"
+    if not path:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        profile.dump_stats(path)
+        out = io.StringIO()
+        stats = pstats.Stats(profile, stream=out)
+        stats.sort_stats('cumulative').print_stats(top)
+        log(f"profile written to {path}\n{out.getvalue()}")
