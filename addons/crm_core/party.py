@@ -66,9 +66,12 @@ class Party(metaclass=PoolMeta):
     @classmethod
     def become_customers(cls, parties):
         "Mark the parties as customers (a deal was won)"
-        parties = [p for p in parties if p.lifecycle_status != 'customer']
-        if parties:
-            with without_check_access():
+        with without_check_access():
+            parties = cls.search([
+                    ('id', 'in', [p.id for p in parties]),
+                    ('lifecycle_status', '!=', 'customer'),
+                    ])
+            if parties:
                 cls.write(parties, {'lifecycle_status': 'customer'})
 
     @classmethod
