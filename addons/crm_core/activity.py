@@ -18,8 +18,8 @@ TYPES = [
 
 
 class Activity(Workflow, ModelSQL, ModelView):
-    "CRM Activity"
     __name__ = 'crm.activity'
+    __string__ = "CRM Activity"
 
     _planned = {'readonly': Eval('state') != 'planned'}
 
@@ -263,8 +263,8 @@ class Activity(Workflow, ModelSQL, ModelView):
 
 
 class ScheduleStart(ModelView):
-    "Schedule Activity"
     __name__ = 'crm.activity.schedule.start'
+    __string__ = "Schedule Activity"
 
     type = fields.Selection(TYPES, "Type", required=True, sort=False)
     subject = fields.Char("Subject", required=True)
@@ -295,7 +295,6 @@ class ScheduleStart(ModelView):
 
 
 class Schedule(Wizard):
-    "Schedule Activity"
     __name__ = 'crm.activity.schedule'
     start = StateView('crm.activity.schedule.start',
         'crm_core.activity_schedule_start_view_form', [

@@ -33,8 +33,8 @@ SEARCH_MAX_LENGTH = 100
 
 
 class Board(Model):
-    "CRM Pipeline Board"
     __name__ = 'crm.lead.board'
+    __string__ = "CRM Pipeline Board"
 
     @classmethod
     def __setup__(cls):

@@ -2,8 +2,8 @@ from trytond.model import ModelSingleton, ModelSQL, ModelView, fields
 
 
 class Configuration(ModelSingleton, ModelSQL, ModelView):
-    "CRM Configuration"
     __name__ = 'crm.configuration'
+    __string__ = "CRM Configuration"
 
     former_after_days = fields.Integer(
         "Former Customer After", required=True,

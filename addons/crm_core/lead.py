@@ -24,8 +24,8 @@ STATE_OF_KIND = {'open': 'open', 'won': 'won', 'lost': 'lost'}
 
 
 class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
-    "CRM Lead"
     __name__ = 'crm.lead'
+    __string__ = "CRM Lead"
 
     _open = {'readonly': Eval('state') != 'open'}
 
@@ -577,8 +577,8 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
 
 
 class LeadLine(sequence_ordered(), ModelSQL, ModelView):
-    "CRM Lead Line"
     __name__ = 'crm.lead.line'
+    __string__ = "CRM Lead Line"
 
     lead = fields.Many2One(
         'crm.lead', "Lead", required=True, ondelete='CASCADE')
@@ -661,8 +661,8 @@ class LeadLine(sequence_ordered(), ModelSQL, ModelView):
 
 
 class LeadHistory(ModelSQL, ModelView):
-    "CRM Lead Stage History"
     __name__ = 'crm.lead.history'
+    __string__ = "CRM Lead Stage History"
 
     lead = fields.Many2One(
         'crm.lead', "Lead", required=True, ondelete='CASCADE')
@@ -750,8 +750,8 @@ class LeadHistory(ModelSQL, ModelView):
 
 
 class LostStart(ModelView):
-    "Mark Lead as Lost"
     __name__ = 'crm.lead.lost.start'
+    __string__ = "Mark Lead as Lost"
 
     reason = fields.Many2One('crm.lost_reason', "Reason", required=True)
     note = fields.Text("Note")
@@ -759,7 +759,6 @@ class LostStart(ModelView):
 
 
 class Lost(Wizard):
-    "Mark Lead as Lost"
     __name__ = 'crm.lead.lost'
     start = StateView('crm.lead.lost.start',
         'crm_core.lead_lost_start_view_form', [
@@ -776,7 +775,6 @@ class Lost(Wizard):
 
 
 class Quotation(Report):
-    "Quotation"
     __name__ = 'crm.lead.quotation'
 
     @classmethod

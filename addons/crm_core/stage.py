@@ -3,8 +3,8 @@ from trytond.model import (
 
 
 class Stage(DeactivableMixin, sequence_ordered(), ModelSQL, ModelView):
-    "CRM Stage"
     __name__ = 'crm.stage'
+    __string__ = "CRM Stage"
 
     name = fields.Char("Name", required=True, translate=True)
     kind = fields.Selection([
@@ -43,8 +43,8 @@ class Stage(DeactivableMixin, sequence_ordered(), ModelSQL, ModelView):
 
 
 class LostReason(DeactivableMixin, ModelSQL, ModelView):
-    "CRM Lost Reason"
     __name__ = 'crm.lost_reason'
+    __string__ = "CRM Lost Reason"
 
     name = fields.Char("Name", required=True, translate=True)
 

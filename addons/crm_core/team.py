@@ -7,8 +7,8 @@ from trytond.transaction import Transaction
 
 
 class Team(DeactivableMixin, ModelSQL, ModelView):
-    "CRM Team"
     __name__ = 'crm.team'
+    __string__ = "CRM Team"
 
     name = fields.Char("Name", required=True, translate=True)
     company = fields.Many2One('company.company', "Company", required=True)
@@ -49,8 +49,8 @@ class Team(DeactivableMixin, ModelSQL, ModelView):
 
 
 class TeamMember(ModelSQL):
-    "CRM Team Member"
     __name__ = 'crm.team-res.user'
+    __string__ = "CRM Team Member"
 
     team = fields.Many2One(
         'crm.team', "Team", required=True, ondelete='CASCADE')
