@@ -31,7 +31,7 @@ if not BENCH_URI.startswith('postgresql'):
 os.environ['TRYTOND_DATABASE__URI'] = BENCH_URI
 os.environ.pop('TRYTOND_DATABASE_URI', None)
 
-BATCH = 1000
+BATCH = 500
 SALESPEOPLE = [
     # login, name, team
     ('bench_anna', "Anna Bench", 0),
