@@ -1,7 +1,8 @@
 import datetime as dt
 from decimal import Decimal
 
-from sql.aggregate import Min
+from sql import Literal, Null
+from sql.aggregate import Max, Min
 
 from trytond import backend
 from trytond.i18n import gettext
@@ -14,7 +15,7 @@ from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, If
 from trytond.report import Report
 from trytond.tools import grouped_slice
-from trytond.transaction import Transaction, without_check_access
+from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .contact import clean_email, e164
@@ -439,10 +440,26 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
         elif field_names and field_names & {'stage', 'state'}:
             History.record(leads)
         if mode in {'create', 'write'}:
-            won_parties = {l.party for l in leads
-                if l.state == 'won' and l.party}
+            won_parties = cls.won_parties(leads)
             if won_parties:
-                Party.become_customers(list(won_parties))
+                Party.become_customers(won_parties)
+
+    @classmethod
+    def won_parties(cls, leads):
+        "The parties of the won leads, read in SQL (leads come by batches)"
+        pool = Pool()
+        Party = pool.get('party.party')
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        party_ids = set()
+        for sub_ids in grouped_slice(
+                [l.id for l in leads], backend.MAX_QUERY_PARAMS):
+            cursor.execute(*table.select(table.party,
+                    where=table.id.in_(list(sub_ids))
+                    & (table.state == 'won') & (table.party != Null),
+                    group_by=[table.party]))
+            party_ids.update(p for p, in cursor)
+        return Party.browse(sorted(party_ids))
 
     @classmethod
     def validate_fields(cls, leads, field_names):
@@ -702,42 +719,50 @@ class LeadHistory(ModelSQL, ModelView):
 
     @classmethod
     def record(cls, leads, created=False):
-        """Keep a row for each lead whose stage or state differs from the
-        last one: written in SQL, since it follows every lead change"""
-        table = cls.__table__()
+        """Keep a row for each lead whose stage or state differs from its
+        last row. Done in SQL: it follows every change of every lead, and
+        imports create them by the thousand."""
+        pool = Pool()
+        Lead = pool.get('crm.lead')
         transaction = Transaction()
         cursor = transaction.connection.cursor()
-        last = {}
-        if not created:
-            for sub_ids in grouped_slice(
-                    [l.id for l in leads], backend.MAX_QUERY_PARAMS):
-                cursor.execute(*table.select(
-                        table.lead, table.to_stage, table.to_state,
-                        where=table.lead.in_(list(sub_ids)),
-                        order_by=[table.date.asc, table.id.asc]))
-                for lead_id, stage_id, state in cursor:
-                    last[lead_id] = (stage_id, state)
+        table = cls.__table__()
+        previous = cls.__table__()
+        lead = Lead.__table__()
         user = transaction.user or None
         now = dt.datetime.now()
-        rows = []
-        for lead in leads:
-            previous = last.get(lead.id, (None, None))
-            current = (lead.stage.id, lead.state)
-            if previous == current:
-                continue
-            rows.append([
-                    lead.id, now, user, *previous, *current, lead.type,
-                    lead.expected_revenue, lead.probability,
-                    transaction.user, now])
         columns = [
             table.lead, table.date, table.user,
             table.from_stage, table.from_state,
             table.to_stage, table.to_state, table.type,
             table.expected_revenue, table.probability,
             table.create_uid, table.create_date]
-        for sub_rows in grouped_slice(
-                rows, backend.MAX_QUERY_PARAMS // len(columns)):
-            cursor.execute(*table.insert(columns, values=list(sub_rows)))
+        for sub_ids in grouped_slice(
+                [l.id for l in leads], backend.MAX_QUERY_PARAMS):
+            sub_ids = list(sub_ids)
+            if created:
+                from_, where = lead, lead.id.in_(sub_ids)
+                from_stage = from_state = Literal(None)
+            else:
+                last = table.select(
+                    table.lead, Max(table.id).as_('id'),
+                    where=table.lead.in_(sub_ids),
+                    group_by=[table.lead])
+                from_ = lead.join(last, 'LEFT',
+                    condition=last.lead == lead.id).join(previous, 'LEFT',
+                    condition=previous.id == last.id)
+                from_stage, from_state = previous.to_stage, previous.to_state
+                where = lead.id.in_(sub_ids) & (
+                    (previous.id == Null)
+                    | (previous.to_stage != lead.stage)
+                    | (previous.to_state != lead.state))
+            cursor.execute(*table.insert(columns, from_.select(
+                        lead.id, Literal(now), Literal(user),
+                        from_stage, from_state,
+                        lead.stage, lead.state, lead.type,
+                        lead.expected_revenue, lead.probability,
+                        Literal(transaction.user), Literal(now),
+                        where=where)))
 
     @classmethod
     def last_open_stage(cls, lead):
