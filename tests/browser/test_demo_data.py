@@ -1,0 +1,35 @@
+"""The demo data (scripts/demo_data.py) on the browser tests' database:
+what a salesperson would recognise, and nothing created twice."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_demo_data(crm_server):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / 'scripts' / 'demo_data.py'),
+            '-d', crm_server.db],
+        env=crm_server.env, cwd=ROOT, capture_output=True, text=True,
+        check=True)
+    created = int(re.search(r'\((\d+) records created', result.stdout)[1])
+    counts = dict(
+        (label.strip(), int(count)) for label, count in re.findall(
+            r'^ +(\S.*?) +(\d+)$', result.stdout, re.MULTILINE))
+    return created, counts
+
+
+def test_demo_data_idempotent_and_complete(crm_server):
+    created, counts = load_demo_data(crm_server)
+    again, counts_again = load_demo_data(crm_server)
+    assert (created, again) == (0, 0)
+    assert counts == counts_again
+    assert counts['users'] == 4
+    assert counts['teams'] == 2
+    assert counts['parties'] >= 60
+    assert counts['products'] >= 15
+    assert counts['leads'] + counts['opportunities'] >= 200
+    assert min(counts['open'], counts['won'], counts['lost']) > 0
+    assert counts['planned'] > 0 and counts['done'] > 0
