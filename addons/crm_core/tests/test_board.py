@@ -11,27 +11,10 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import RouteTestCase, with_transaction
 from trytond.transaction import Transaction
 
+from .tools import create_user
+
 RPC_LOGIN = 'board_rpc'
 RPC_PASSWORD = 'Pipeline-Board-rpc-2026!'
-
-
-def crm_user(name, login, company, group='group_crm_user', password=None):
-    pool = Pool()
-    User = pool.get('res.user')
-    ModelData = pool.get('ir.model.data')
-    values = {
-        'name': name,
-        'login': login,
-        'companies': [('add', [company.id])],
-        'company': company.id,
-        }
-    if group:
-        values['groups'] = [
-            ('add', [ModelData.get_id('crm_core', group)])]
-    if password:
-        values['password'] = password
-    user, = User.create([values])
-    return user
 
 
 def stages():
@@ -56,10 +39,10 @@ def build(company):
     Lead = pool.get('crm.lead')
     LostReason = pool.get('crm.lost_reason')
 
-    alice = crm_user("Alice", 'alice_board', company)
-    bob = crm_user("Bob", 'bob_board', company)
-    carol = crm_user("Carol", 'carol_board', company)
-    outsider = crm_user("Oscar", 'oscar_board', company, group=None)
+    alice = create_user('alice_board', company, name="Alice")
+    bob = create_user('bob_board', company, name="Bob")
+    carol = create_user('carol_board', company, name="Carol")
+    outsider = create_user('oscar_board', company, group=None, name="Oscar")
     team_a, team_b = Team.create([{
                 'name': "Team A",
                 'company': company.id,
@@ -144,8 +127,8 @@ class BoardTestCase(RouteTestCase):
         Party = pool.get('party.party')
         Lead = pool.get('crm.lead')
         company = create_company(name="Board RPC Company")
-        user = crm_user(
-            "Board RPC", RPC_LOGIN, company, password=RPC_PASSWORD)
+        user = create_user(
+            RPC_LOGIN, company, name="Board RPC", password=RPC_PASSWORD)
         team, = Team.create([{
                     'name': "RPC Team",
                     'company': company.id,

@@ -6,18 +6,23 @@ from trytond.pool import Pool
 from trytond.transaction import Transaction
 
 
-def create_user(login, company, manager=False):
+def create_user(login, company, group='group_crm_user', name=None,
+        password=None):
+    "A user of the company, in the crm_core group (None: no CRM group)"
     pool = Pool()
     User = pool.get('res.user')
     ModelData = pool.get('ir.model.data')
-    group = 'group_crm_manager' if manager else 'group_crm_user'
-    user, = User.create([{
-                'name': login.title(),
-                'login': login,
-                'companies': [('add', [company.id])],
-                'company': company.id,
-                'groups': [('add', [ModelData.get_id('crm_core', group)])],
-                }])
+    values = {
+        'name': name or login.title(),
+        'login': login,
+        'companies': [('add', [company.id])],
+        'company': company.id,
+        }
+    if group:
+        values['groups'] = [('add', [ModelData.get_id('crm_core', group)])]
+    if password:
+        values['password'] = password
+    user, = User.create([values])
     return user
 
 
@@ -41,7 +46,8 @@ class CrmSetup:
         pool = Pool()
         Stage = pool.get('crm.stage')
         self.company = create_company()
-        self.manager = create_user('manager', self.company, manager=True)
+        self.manager = create_user(
+            'manager', self.company, group='group_crm_manager')
         self.alice = create_user('alice', self.company)
         self.bob = create_user('bob', self.company)
         self.carol = create_user('carol', self.company)
