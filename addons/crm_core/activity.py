@@ -1,9 +1,13 @@
 import datetime as dt
 
+from sql.aggregate import Min
+
+from trytond import backend
 from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Workflow, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, If
+from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
@@ -232,6 +236,26 @@ class Activity(Workflow, ModelSQL, ModelView):
     @Workflow.transition('planned')
     def plan(cls, activities):
         cls.write(activities, {'date_done': None})
+
+    @classmethod
+    def first_planned_starts(cls, origins):
+        "Return {origin: start} of the first planned activity of each origin"
+        activity = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        result = {}
+        for sub_origins in grouped_slice(
+                [str(o) for o in origins], backend.MAX_QUERY_PARAMS):
+            cursor.execute(*activity.select(
+                    activity.origin, Min(activity.start),
+                    where=activity.origin.in_(list(sub_origins))
+                    & (activity.state == 'planned'),
+                    group_by=[activity.origin]))
+            for origin, start in cursor:
+                if isinstance(start, str):
+                    # SQLite does not convert aggregates
+                    start = dt.datetime.fromisoformat(start)
+                result[origin] = start
+        return result
 
     @classmethod
     def send_reminders(cls):

@@ -13,7 +13,7 @@ import datetime as dt
 from decimal import Decimal
 
 from sql import As, Column, Window
-from sql.aggregate import Count, Min, Sum
+from sql.aggregate import Count, Sum
 from sql.conditionals import Case
 from sql.functions import RowNumber
 
@@ -244,16 +244,8 @@ class Board(Model):
         """Count and sum the opportunities of each stage in one GROUP BY
         query over what the user may read:
         {stage id: (count, expected, weighted)}"""
-        pool = Pool()
-        Lead = pool.get('crm.lead')
         cursor = Transaction().connection.cursor()
-        # The search query applies the record rules
-        query = Lead.search(domain, order=[], query=True)
-        lead = _main_table(query)
-        if lead is None:
-            table = Lead.__table__()
-            query = table.select(where=table.id.in_(query))
-            lead = table
+        query, lead = _readable_query(domain)
         # Aggregate in the search query itself: no self-join
         query.columns = [
             lead.stage,
@@ -280,15 +272,9 @@ class Board(Model):
 
         At 100,000 leads this reads the team's rows once instead of seven
         times (a GROUP BY and a query per column)."""
-        pool = Pool()
-        Lead = pool.get('crm.lead')
+        Lead = Pool().get('crm.lead')
         cursor = Transaction().connection.cursor()
-        query = Lead.search(domain, order=[], query=True)
-        lead = _main_table(query)
-        if lead is None:
-            table = Lead.__table__()
-            query = table.select(where=table.id.in_(query))
-            lead = table
+        query, lead = _readable_query(domain)
 
         # The order of each kind of column, as the search of get_cards
         # orders it: within a stage, the other kind's keys are all NULL.
@@ -428,22 +414,8 @@ class Board(Model):
         costs more than the rest of the board for 300 cards)"""
         pool = Pool()
         Activity = pool.get('crm.activity')
-        activity = Activity.__table__()
-        cursor = Transaction().connection.cursor()
-        result = {}
-        origins = [f'crm.lead,{i}' for i in ids]
-        for sub_origins in grouped_slice(origins, backend.MAX_QUERY_PARAMS):
-            cursor.execute(*activity.select(
-                    activity.origin, Min(activity.start),
-                    where=activity.origin.in_(list(sub_origins))
-                    & (activity.state == 'planned'),
-                    group_by=[activity.origin]))
-            for origin, start in cursor:
-                if isinstance(start, str):
-                    # SQLite does not convert aggregates
-                    start = dt.datetime.fromisoformat(start)
-                result[int(origin.split(',', 1)[1])] = start
-        return result
+        starts = Activity.first_planned_starts(f'crm.lead,{i}' for i in ids)
+        return {int(o.split(',', 1)[1]): s for o, s in starts.items()}
 
     @classmethod
     def _owners(cls, team):
@@ -466,6 +438,18 @@ def _decimal(value):
     if isinstance(value, Decimal):
         return value
     return Decimal(str(value))
+
+
+def _readable_query(domain):
+    """Return the search query of the leads the user may read (the record
+    rules applied) and the lead table to put columns on"""
+    Lead = Pool().get('crm.lead')
+    query = Lead.search(domain, order=[], query=True)
+    lead = _main_table(query)
+    if lead is None:
+        lead = Lead.__table__()
+        query = lead.select(where=lead.id.in_(query))
+    return query, lead
 
 
 def _main_table(query):

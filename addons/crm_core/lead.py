@@ -2,7 +2,7 @@ import datetime as dt
 from decimal import Decimal
 
 from sql import Literal, Null
-from sql.aggregate import Max, Min
+from sql.aggregate import Max
 
 from trytond import backend
 from trytond.i18n import gettext
@@ -281,20 +281,10 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
         "The first planned activity of each lead, in one query"
         pool = Pool()
         Activity = pool.get('crm.activity')
-        activity = Activity.__table__()
-        cursor = Transaction().connection.cursor()
         result = {n: {l.id: None for l in leads} for n in names}
         if 'next_activity_overdue' in result:
             result['next_activity_overdue'] = {l.id: False for l in leads}
-        origins = [str(l) for l in leads]
-        first = {}
-        for sub_origins in grouped_slice(origins, backend.MAX_QUERY_PARAMS):
-            cursor.execute(*activity.select(
-                    activity.origin, Min(activity.start),
-                    where=activity.origin.in_(list(sub_origins))
-                    & (activity.state == 'planned'),
-                    group_by=[activity.origin]))
-            first.update(cursor)
+        first = Activity.first_planned_starts(leads)
         if not first:
             return result
         activities = Activity.search([
