@@ -61,12 +61,12 @@ def test_salesperson_creates_lead_and_finds_it_in_list(page, crm_server):
     tab.locator('button#save').click()
     wait_idle(page)
     assert_no_error_dialog(page)
-    # Saved: sao says so in the tab's info bar, and Save is disabled again.
-    saved = tab.locator('.infobar .alert', has_text='Record saved')
-    expect(saved).to_be_visible()
+    # Saved: Save is disabled again. (sao's "Record saved." info bar is
+    # not checked: a later redisplay of the record may clear it at once
+    # on a loaded machine, which made this test flaky.)
     expect(tab.locator('button#save')).to_be_disabled()
-    saved.locator('button.close').click()  # the bar covers the toolbar
-    expect(saved).to_have_count(0)
+    tab.locator('.infobar .alert button.close').evaluate_all(
+        "buttons => buttons.forEach(b => b.click())")  # bars cover the toolbar
 
     tab.locator('button#switch_').click()
     wait_idle(page)
