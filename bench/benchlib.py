@@ -310,6 +310,20 @@ def analyze(name):
         Transaction().connection.cursor().execute('ANALYZE')
 
 
+def vacuum(name, tables=()):
+    """VACUUM ANALYZE after a bulk load, as autovacuum would do: it also
+    merges the pending entries of GIN indexes, which searches read one by
+    one until then"""
+    import psycopg
+    from psycopg import sql
+    parts = urlsplit(BENCH_URI)
+    dsn = urlunsplit(parts._replace(path='/' + name))
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL('VACUUM ANALYZE {}').format(
+                sql.SQL(', ').join(sql.Identifier(t) for t in tables))
+            if tables else 'VACUUM ANALYZE')
+
+
 def timed(function, *args, **kwargs):
     "Return (result, seconds)"
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-from trytond.exceptions import UserError
+from trytond.exceptions import UserError, UserWarning
 from trytond.model.exceptions import ValidationError
 
 
@@ -11,4 +11,24 @@ class ConversionError(UserError):
 
 
 class ActivityValidationError(ValidationError):
+    pass
+
+
+class CaptureOriginError(ValidationError):
+    pass
+
+
+class WebhookValidationError(ValidationError):
+    pass
+
+
+class DuplicatePartyWarning(UserWarning):
+    pass
+
+
+class ImportFileError(UserError):
+    pass
+
+
+class MergeError(UserError):
     pass

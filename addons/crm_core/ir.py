@@ -58,4 +58,6 @@ class Cron(metaclass=PoolMeta):
                     "Remind Users of Upcoming Activities"),
                 ('party.party|update_lifecycle_status',
                     "Update Customer Lifecycle Status"),
+                ('party.party|update_quality_all',
+                    "Update Party Data Quality"),
                 ])

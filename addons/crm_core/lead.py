@@ -22,6 +22,8 @@ from .contact import clean_email, e164
 from .exceptions import ConversionError, LeadValidationError
 
 STATE_OF_KIND = {'open': 'open', 'won': 'won', 'lost': 'lost'}
+# Converting a lead links an existing party from this duplicate score
+LINK_SCORE = 80
 
 
 class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
@@ -125,6 +127,15 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
     next_activity_overdue = fields.Function(
         fields.Boolean("Next Activity Overdue"), 'get_next_activity')
     activities = fields.One2Many('crm.activity', 'origin', "Activities")
+    duplicate_parties = fields.Function(fields.Many2Many(
+            'party.party', None, None, "Existing Parties",
+            states={
+                'invisible': Bool(Eval('party')) | ~Eval('duplicate_parties'),
+                },
+            context={'company': Eval('company', -1)}, depends={'company'},
+            help="Parties with the email, phone or a similar name of the "
+            "lead; converting links the best one if it is a strong match."),
+        'on_change_with_duplicate_parties')
     history = fields.One2Many(
         'crm.lead.history', 'lead', "Stage History", readonly=True)
 
@@ -518,20 +529,69 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
             lead.date_conversion = dt.datetime.now()
         cls.save(leads)
 
+    def _contact_lookup(self):
+        "The email and phone lists of the raw contact data"
+        emails, phones = [], []
+        if self.email:
+            try:
+                emails.append(clean_email(self.email))
+            except ValueError:
+                pass
+        if self.phone:
+            try:
+                phones.append(e164(
+                    self.phone, self.country.code if self.country else None))
+            except ValueError:
+                pass
+        return emails, phones
+
+    def duplicate_candidates(self, limit=10):
+        """The existing parties that may be the lead's contact or company:
+        [(party, score, reasons)] best first"""
+        pool = Pool()
+        Party = pool.get('party.party')
+        emails, phones = self._contact_lookup()
+        found = {}
+        lookups = []
+        if self.contact_name or emails or phones:
+            lookups.append((self.contact_name, emails, phones))
+        if self.company_name:
+            lookups.append((self.company_name, [], []))
+        for name, emails, phones in lookups:
+            for party, score, reasons in Party.duplicate_candidates(
+                    name=name, emails=emails, phones=phones, limit=limit):
+                if party.id not in found or found[party.id][1] < score:
+                    found[party.id] = (party, score, reasons)
+        return sorted(found.values(), key=lambda c: (-c[1], c[0].id))[:limit]
+
+    @fields.depends(
+        'contact_name', 'company_name', 'email', 'phone', 'country')
+    def on_change_with_duplicate_parties(self, name=None):
+        return [p for p, _, _ in self.duplicate_candidates(limit=5)]
+
     def link_or_create_party(self):
-        "Set the party from the raw contact data of the lead"
+        """Set the party from the raw contact data of the lead: the best
+        existing party when it is a strong match (score of at least
+        LINK_SCORE), else a new one"""
         pool = Pool()
         Party = pool.get('party.party')
         if not (self.company_name or self.contact_name):
             raise ConversionError(gettext(
                     'crm_core.msg_lead_convert_no_party',
                     lead=self.rec_name))
-        person = None
-        if self.contact_name or not self.company_name:
-            person = Party.find_by_contact(self.email, self.phone)
+        emails, phones = self._contact_lookup()
+        person = organisation = None
         if self.company_name:
             organisation = Party.find_or_create_company(
                 self.company_name, self.country)
+        if self.contact_name or not self.company_name:
+            for party, score, _ in Party.duplicate_candidates(
+                    name=self.contact_name, emails=emails, phones=phones,
+                    exclude_ids=[organisation.id] if organisation else [],
+                    limit=1):
+                if score >= LINK_SCORE:
+                    person = party
+        if self.company_name:
             if not person and self.contact_name:
                 person = Party.create_contact_person(
                     self.contact_name, organisation,
