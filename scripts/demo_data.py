@@ -284,6 +284,8 @@ LOST_NOTES = {
     }
 
 N_LEADS = 50
+# Companies of COMPANIES typed in a second time (suspected duplicates)
+DUPLICATES = 3
 N_OPPORTUNITIES = 160
 
 
@@ -456,6 +458,8 @@ class DemoData:
             self.utm()
             self.leads()
             self.activities()
+            self.data_quality()
+            self.web_form()
             self.config_wizard()
         return self.reg.created
 
@@ -911,6 +915,42 @@ class DemoData:
                     'done' if past else 'planned')
         self.reg.ensure('crm.activity', items)
 
+    def data_quality(self):
+        """Parties typed in twice, as they are in every real database: the
+        "Find Duplicate Parties" wizard and the quality score show them"""
+        items = []
+        for (name, country, _, _, city, _, domain, owner, _) in (
+                COMPANIES[:DUPLICATES]):
+            items.append((f'duplicate:{slug(name)}', {
+                        # Retyped: other case and legal form, same email
+                        'name': name.upper().replace(' GmbH', '').replace(
+                            ' Ltd', ' Limited'),
+                        'addresses': [('create', [{
+                                        'city': city,
+                                        'country': self.country[country],
+                                        }])],
+                        'contact_mechanisms': [('create', [
+                                    {'type': 'email',
+                                        'value': f'INFO@{domain.upper()}'},
+                                    ])],
+                        }))
+        self.reg.ensure('party.party', items)
+
+    def web_form(self):
+        """The key of the company's web site contact form (lead capture);
+        its user has no password: nobody signs in as the web site"""
+        website, = self.reg.ensure('res.user', [('user:website', {
+                        'login': 'website', 'name': "Web Site Contact Form",
+                        'company': self.company_id,
+                        'companies': [('add', [self.company_id])],
+                        })], match='login')
+        self.reg.ensure('res.user.application', [('application:website', {
+                        'user': website, 'application': 'crm_lead_capture',
+                        'state': 'validated',
+                        'crm_team': self.team["Direct Sales"],
+                        'crm_origins': 'https://www.harbour-trading.de',
+                        })])
+
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')
         items = Item.search([('state', '!=', 'done')])
@@ -945,6 +985,10 @@ def summary(created, elapsed):
             ("lead lines", pool.get('crm.lead.line').search_count([])),
             ("stage history rows",
                 pool.get('crm.lead.history').search_count([])),
+            ("suspected duplicates", Party.search_count(
+                    [('quality_issues', 'in', ['duplicate'])])),
+            ("lead capture keys", pool.get('res.user.application')
+                .search_count([('application', '=', 'crm_lead_capture')])),
             ("activities", Activity.search_count([])),
             ("  planned", Activity.search_count([('state', '=', 'planned')])),
             ("  overdue", Activity.search_count([('overdue', '=', True)])),

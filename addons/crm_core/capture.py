@@ -11,7 +11,8 @@ from trytond.i18n import gettext
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
-from trytond.transaction import Transaction, without_check_access
+from trytond.transaction import (
+    Transaction, inactive_records, without_check_access)
 
 from .contact import clean_email, e164
 from .exceptions import CaptureOriginError
@@ -341,13 +342,22 @@ def _utm_records(rows, known=None):
     "{(model, name): id} of the UTM names, created when missing"
     pool = Pool()
     records = dict(known or {})
-    with without_check_access():
+    with without_check_access(), inactive_records():
         for name, (model, _) in UTM_FIELDS.items():
             Parameter = pool.get(model)
-            for value in sorted({r[name].strip().lower() for r in rows
-                        if r.get(name)}):
-                if (model, value) not in records:
-                    records[model, value] = Parameter.from_name(value).id
+            # Stored lower-cased, as Parameter.from_name does, but looked
+            # up in one query per model: it runs for every batch of posts
+            values = sorted({r[name].strip().lower() for r in rows
+                    if r.get(name)} - {v for m, v in records if m == model})
+            if not values:
+                continue
+            for record in Parameter.search([('name', 'in', values)]):
+                records[model, record.name] = record.id
+            missing = [v for v in values if (model, v) not in records]
+            if missing:
+                for record in Parameter.create(
+                        [{'name': v} for v in missing]):
+                    records[model, record.name] = record.id
     return records
 
 

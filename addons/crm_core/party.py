@@ -703,7 +703,30 @@ class Party(metaclass=PoolMeta):
         return party
 
 
-class ContactMechanism(metaclass=PoolMeta):
+class PartyQualityMixin:
+    "A record of a party whose changes change the party's quality score"
+    __slots__ = ()
+
+    @classmethod
+    def on_modification(cls, mode, records, field_names=None):
+        pool = Pool()
+        Party = pool.get('party.party')
+        super().on_modification(mode, records, field_names=field_names)
+        if mode in {'create', 'write'}:
+            Party.update_quality(list({r.party for r in records}))
+
+    @classmethod
+    def on_delete(cls, records):
+        pool = Pool()
+        Party = pool.get('party.party')
+        callbacks = super().on_delete(records)
+        party_ids = sorted({r.party.id for r in records})
+        callbacks.append(
+            lambda: Party.update_quality(Party.browse(party_ids)))
+        return callbacks
+
+
+class ContactMechanism(PartyQualityMixin, metaclass=PoolMeta):
     __name__ = 'party.contact_mechanism'
 
     @classmethod
@@ -715,45 +738,9 @@ class ContactMechanism(metaclass=PoolMeta):
             Index(t, (Lower(t.value_compact), Index.Equality(
                         cardinality='high'))))
 
-    @classmethod
-    def on_modification(cls, mode, mechanisms, field_names=None):
-        pool = Pool()
-        Party = pool.get('party.party')
-        super().on_modification(mode, mechanisms, field_names=field_names)
-        if mode in {'create', 'write'}:
-            Party.update_quality(list({m.party for m in mechanisms}))
 
-    @classmethod
-    def on_delete(cls, mechanisms):
-        pool = Pool()
-        Party = pool.get('party.party')
-        callbacks = super().on_delete(mechanisms)
-        party_ids = sorted({m.party.id for m in mechanisms})
-        callbacks.append(
-            lambda: Party.update_quality(Party.browse(party_ids)))
-        return callbacks
-
-
-class Address(metaclass=PoolMeta):
+class Address(PartyQualityMixin, metaclass=PoolMeta):
     __name__ = 'party.address'
-
-    @classmethod
-    def on_modification(cls, mode, addresses, field_names=None):
-        pool = Pool()
-        Party = pool.get('party.party')
-        super().on_modification(mode, addresses, field_names=field_names)
-        if mode in {'create', 'write'}:
-            Party.update_quality(list({a.party for a in addresses}))
-
-    @classmethod
-    def on_delete(cls, addresses):
-        pool = Pool()
-        Party = pool.get('party.party')
-        callbacks = super().on_delete(addresses)
-        party_ids = sorted({a.party.id for a in addresses})
-        callbacks.append(
-            lambda: Party.update_quality(Party.browse(party_ids)))
-        return callbacks
 
 
 # The fields of an address compared to find an exact duplicate

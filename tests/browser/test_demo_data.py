@@ -33,3 +33,6 @@ def test_demo_data_idempotent_and_complete(crm_server):
     assert counts['leads'] + counts['opportunities'] >= 200
     assert min(counts['open'], counts['won'], counts['lost']) > 0
     assert counts['planned'] > 0 and counts['done'] > 0
+    # typed in twice on purpose: both sides of each pair are suspects
+    assert counts['suspected duplicates'] >= 6
+    assert counts['lead capture keys'] == 1

@@ -8,12 +8,11 @@ from trytond.exceptions import UserWarning
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
 from trytond import backend
-from trytond.tests.test_tryton import (
-    TestCase, activate_module, drop_db, with_transaction)
+from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction, inactive_records
 
 from ..contact import normalise_name, trigram_similarity, trigrams
-from .tools import CrmSetup
+from .tools import CrmDatabaseTestCase, CrmSetup
 
 
 @contextlib.contextmanager
@@ -83,19 +82,8 @@ class NormaliseTestCase(unittest.TestCase):
         self.assertEqual(trigram_similarity("", "acme"), 0.0)
 
 
-class DedupTestCase(TestCase):
+class DedupTestCase(CrmDatabaseTestCase):
     "Duplicate parties (the generic module checks are in test_module.py)"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        drop_db()
-        activate_module(['crm_core'])
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        drop_db()
 
     def _party(self, name, emails=(), phones=(), countries=(), **values):
         pool = Pool()

@@ -8,12 +8,11 @@ from decimal import Decimal
 
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
-from trytond.tests.test_tryton import (
-    TestCase, activate_module, drop_db, with_transaction)
+from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from .. import importer
-from .tools import CrmSetup, create_user
+from .tools import CrmDatabaseTestCase, CrmSetup, create_user
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 
@@ -218,19 +217,8 @@ class ReadingTestCase(unittest.TestCase):
         self.assertIn('10/10', out.getvalue())
 
 
-class ImportTestCase(TestCase):
+class ImportTestCase(CrmDatabaseTestCase):
     "Import into the database"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        drop_db()
-        activate_module('crm_core')
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        drop_db()
 
     def setup(self):
         pool = Pool()

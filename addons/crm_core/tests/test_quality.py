@@ -3,27 +3,15 @@ import datetime as dt
 
 from trytond.pool import Pool
 from trytond.pyson import PYSONDecoder
-from trytond.tests.test_tryton import (
-    TestCase, activate_module, drop_db, with_transaction)
+from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from .test_dedup import count_queries
-from .tools import CrmSetup
+from .tools import CrmDatabaseTestCase, CrmSetup
 
 
-class QualityTestCase(TestCase):
+class QualityTestCase(CrmDatabaseTestCase):
     "Party data quality (the generic module checks are in test_module.py)"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        drop_db()
-        activate_module(['crm_core'])
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        drop_db()
 
     def _country(self, code='FR', name="France"):
         pool = Pool()

@@ -3,6 +3,7 @@ from contextlib import ExitStack
 
 from trytond.modules.company.tests import create_company, set_company
 from trytond.pool import Pool
+from trytond.tests.test_tryton import TestCase, activate_module, drop_db
 from trytond.transaction import Transaction
 
 
@@ -73,3 +74,19 @@ class CrmSetup:
 
     def company_context(self):
         return set_company(self.company)
+
+
+class CrmDatabaseTestCase(TestCase):
+    """A database with crm_core activated, for test files that leave the
+    generic module checks to test_module.py"""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        drop_db()
+        activate_module(['crm_core'])
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        drop_db()
