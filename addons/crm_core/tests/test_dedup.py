@@ -12,7 +12,7 @@ from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction, inactive_records
 
 from ..contact import normalise_name, trigram_similarity, trigrams
-from .tools import CrmDatabaseTestCase, CrmSetup
+from .tools import CrmDatabaseTestCase, CrmSetup, create_party
 
 
 @contextlib.contextmanager
@@ -85,26 +85,12 @@ class NormaliseTestCase(unittest.TestCase):
 class DedupTestCase(CrmDatabaseTestCase):
     "Duplicate parties (the generic module checks are in test_module.py)"
 
-    def _party(self, name, emails=(), phones=(), countries=(), **values):
-        pool = Pool()
-        Party = pool.get('party.party')
-        mechanisms = [{'type': 'email', 'value': e} for e in emails]
-        mechanisms += [{'type': 'phone', 'value': p} for p in phones]
-        party, = Party.create([{
-                    'name': name,
-                    'contact_mechanisms': [('create', mechanisms)],
-                    'addresses': [('create', [
-                                {'country': c.id} for c in countries])],
-                    **values,
-                    }])
-        return party
-
     @with_transaction()
     def test_name_normalised_stored(self):
         "The normalised name follows the name"
         pool = Pool()
         Party = pool.get('party.party')
-        party = self._party("Kovács Kft.")
+        party = create_party("Kovács Kft.")
         self.assertEqual(party.name_normalised, "kovacs")
         Party.write([party], {'name': "Szabó és Társa Bt."})
         self.assertEqual(Party(party.id).name_normalised, "szabo es tarsa")
@@ -116,9 +102,9 @@ class DedupTestCase(CrmDatabaseTestCase):
         "Same email (any case), same E.164 phone or a similar name"
         pool = Pool()
         Party = pool.get('party.party')
-        acme = self._party("Acme Ltd", emails=["Sales@Acme.example"])
-        globex = self._party("Globex", phones=["+49 30 901820"])
-        self._party("Initech")
+        acme = create_party("Acme Ltd", emails=["Sales@Acme.example"])
+        globex = create_party("Globex", phones=["+49 30 901820"])
+        create_party("Initech")
 
         result = Party.duplicate_candidates(emails=["sales@acme.example"])
         self.assertEqual(result, [(acme, 100, ['email'])])
@@ -148,9 +134,9 @@ class DedupTestCase(CrmDatabaseTestCase):
         "Near-identical names score by trigram similarity, same everywhere"
         pool = Pool()
         Party = pool.get('party.party')
-        mueller = self._party("Mueller Bau GmbH")
-        self._party("Bauhaus")
-        self._party("Schmidt Logistik")
+        mueller = create_party("Mueller Bau GmbH")
+        create_party("Bauhaus")
+        create_party("Schmidt Logistik")
 
         result = Party.duplicate_candidates(name="Müller Bau")
         similarity = trigram_similarity("muller bau", "mueller bau")
@@ -165,7 +151,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         "Activating the module on existing parties normalises their names"
         pool = Pool()
         Party = pool.get('party.party')
-        party = self._party("Kovács Kft.")
+        party = create_party("Kovács Kft.")
         table = Party.__table__()
         cursor = Transaction().connection.cursor()
         cursor.execute(*table.update(
@@ -180,7 +166,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         "Replaced or deactivated parties are not offered"
         pool = Pool()
         Party = pool.get('party.party')
-        old = self._party("Acme", emails=["info@acme.example"])
+        old = create_party("Acme", emails=["info@acme.example"])
         Party.write([old], {'active': False})
         self.assertEqual(Party.duplicate_candidates(
                 name="Acme", emails=["info@acme.example"]), [])
@@ -190,8 +176,8 @@ class DedupTestCase(CrmDatabaseTestCase):
         "One best match per row, aligned with the rows"
         pool = Pool()
         Party = pool.get('party.party')
-        acme = self._party("Acme Ltd", emails=["info@acme.example"])
-        globex = self._party("Globex", phones=["+49 30 901820"])
+        acme = create_party("Acme Ltd", emails=["info@acme.example"])
+        globex = create_party("Globex", phones=["+49 30 901820"])
         result = Party.match_bulk([
                 {'name': "Someone", 'emails': ["INFO@acme.example"],
                     'phones': []},
@@ -217,7 +203,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         "Similar names only when asked, and only with pg_trgm"
         pool = Pool()
         Party = pool.get('party.party')
-        mueller = self._party("Mueller Bau GmbH")
+        mueller = create_party("Mueller Bau GmbH")
         rows = [{'name': "Müller Bau", 'emails': [], 'phones': []}]
         self.assertEqual(Party.match_bulk(rows), [None])
         expected = [(mueller.id, 51, ['name'])] if (
@@ -231,7 +217,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         for i in range(5):
-            self._party(f"Party {i}", emails=[f"p{i}@example.com"])
+            create_party(f"Party {i}", emails=[f"p{i}@example.com"])
         counts = []
         for size in [2, 40]:
             rows = [{'name': f"Party {i}", 'emails': [f"p{i}@example.com"],
@@ -250,7 +236,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         Party = pool.get('party.party')
         Warning = pool.get('res.user.warning')
         crm = CrmSetup()
-        self._party("Acme Ltd", emails=["info@acme.example"])
+        create_party("Acme Ltd", emails=["info@acme.example"])
         values = {
             'name': "ACME Limited",
             'contact_mechanisms': [('create', [
@@ -281,8 +267,8 @@ class DedupTestCase(CrmDatabaseTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Mechanism = pool.get('party.contact_mechanism')
-        acme = self._party("Acme Ltd", emails=["info@acme.example"])
-        other = self._party("Other", emails=["info@acme.example"])
+        acme = create_party("Acme Ltd", emails=["info@acme.example"])
+        other = create_party("Other", emails=["info@acme.example"])
         self.assertEqual(list(acme.duplicates), [other])
         new = Party(name="Unrelated")
         self.assertEqual(new.on_change_with_duplicates(), [])
@@ -306,8 +292,8 @@ class DedupTestCase(CrmDatabaseTestCase):
         Lead = pool.get('crm.lead')
         Party = pool.get('party.party')
         crm = CrmSetup()
-        acme = self._party("ACME Limited")
-        jane = self._party("Jane Doe", phones=["+44 20 7946 0001"])
+        acme = create_party("ACME Limited")
+        jane = create_party("Jane Doe", phones=["+44 20 7946 0001"])
         with crm.company_context():
             lead = self._lead(crm, company_name="Acme Ltd.",
                 contact_name="J. Doe", phone="+44 20 7946 0001")
@@ -324,7 +310,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         pool = Pool()
         Lead = pool.get('crm.lead')
         crm = CrmSetup()
-        mueller = self._party("Mueller Bau GmbH")
+        mueller = create_party("Mueller Bau GmbH")
         with crm.company_context():
             lead = self._lead(crm, company_name="Müller Bau")
             self.assertEqual(list(lead.duplicate_parties), [mueller])
@@ -362,13 +348,13 @@ class DedupTestCase(CrmDatabaseTestCase):
         france, germany = Country.create([
                 {'name': "France", 'code': 'FR'},
                 {'name': "Germany", 'code': 'DE'}])
-        kept = self._party("Acme Ltd",
+        kept = create_party("Acme Ltd",
             emails=["info@acme.example", "sales@acme.example"],
             phones=["+33 1 42 68 53 00"], countries=[france])
-        merged = self._party("ACME Limited",
+        merged = create_party("ACME Limited",
             emails=["INFO@acme.example", "billing@acme.example"],
             phones=["+49 30 901820"], countries=[france, germany])
-        unrelated = self._party("Initech", emails=["it@initech.example"])
+        unrelated = create_party("Initech", emails=["it@initech.example"])
         with crm.company_context():
             for party in [kept, merged, merged]:
                 lead = self._lead(crm, party=party.id)
@@ -429,9 +415,9 @@ class DedupTestCase(CrmDatabaseTestCase):
         "Similar names are grouped on both backends"
         pool = Pool()
         Find = pool.get('crm.party.duplicate.find', type='wizard')
-        mueller = self._party("Mueller Bau GmbH")
-        muller = self._party("Müller Bau")
-        self._party("Initech")
+        mueller = create_party("Mueller Bau GmbH")
+        muller = create_party("Müller Bau")
+        create_party("Initech")
         find = self._find_wizard()
         self.assertEqual(
             {l.party for l in find.groups.lines}, {mueller, muller})
@@ -464,7 +450,7 @@ class DedupTestCase(CrmDatabaseTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         Erase = pool.get('party.erase', type='wizard')
-        party = self._party("Jane Doe")
+        party = create_party("Jane Doe")
         Party.write([party], {'active': False})
         session_id, _, _ = Erase.create()
         erase = Erase(session_id)

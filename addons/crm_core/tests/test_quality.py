@@ -7,7 +7,7 @@ from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from .test_dedup import count_queries
-from .tools import CrmDatabaseTestCase, CrmSetup
+from .tools import CrmDatabaseTestCase, CrmSetup, create_party
 
 
 class QualityTestCase(CrmDatabaseTestCase):
@@ -18,20 +18,6 @@ class QualityTestCase(CrmDatabaseTestCase):
         Country = pool.get('country.country')
         country, = Country.create([{'name': name, 'code': code}])
         return country
-
-    def _party(self, name, emails=(), phones=(), countries=(), **values):
-        pool = Pool()
-        Party = pool.get('party.party')
-        mechanisms = [{'type': 'email', 'value': e} for e in emails]
-        mechanisms += [{'type': 'phone', 'value': p} for p in phones]
-        party, = Party.create([{
-                    'name': name,
-                    'contact_mechanisms': [('create', mechanisms)],
-                    'addresses': [('create', [
-                                {'country': c.id} for c in countries])],
-                    **values,
-                    }])
-        return Party(party.id)
 
     def _sql_mechanism(self, party, type_, value):
         "A contact mechanism as a raw import would write it"
@@ -58,7 +44,7 @@ class QualityTestCase(CrmDatabaseTestCase):
         "Email, phone valid for the country, address, owner: no issue"
         crm = CrmSetup()
         france = self._country()
-        party = self._party("Acme", emails=["info@acme.example"],
+        party = create_party("Acme", emails=["info@acme.example"],
             phones=["+33 1 42 68 53 00"], countries=[france],
             owner=crm.alice.id)
         self.assertEqual(party.quality_score, 100)
@@ -70,7 +56,7 @@ class QualityTestCase(CrmDatabaseTestCase):
         pool = Pool()
         Party = pool.get('party.party')
         crm = CrmSetup()
-        party = self._party("Nobody")
+        party = create_party("Nobody")
         self.assertEqual(set(party.quality_issues),
             {'no_contact', 'no_address_country', 'no_owner'})
         self.assertEqual(party.quality_score, 100 - 30 - 15 - 10)
@@ -86,7 +72,7 @@ class QualityTestCase(CrmDatabaseTestCase):
         Mechanism = pool.get('party.contact_mechanism')
         Address = pool.get('party.address')
         france = self._country()
-        party = self._party("Acme")
+        party = create_party("Acme")
         mechanism, = Mechanism.create([{
                     'party': party.id, 'type': 'email',
                     'value': "info@acme.example"}])
@@ -108,7 +94,7 @@ class QualityTestCase(CrmDatabaseTestCase):
         Party = pool.get('party.party')
         crm = CrmSetup()
         france = self._country()
-        party = self._party(
+        party = create_party(
             "Acme", countries=[france], owner=crm.alice.id)
         self._sql_mechanism(party, 'email', "info@@acme")
         # A German local number is not a French one
@@ -127,7 +113,7 @@ class QualityTestCase(CrmDatabaseTestCase):
         Activity = pool.get('crm.activity')
         Configuration = pool.get('crm.configuration')
         crm = CrmSetup()
-        party = self._party("Old Customer")
+        party = create_party("Old Customer")
         self.assertNotIn('stale', party.quality_issues)
         self._age(party, 400)
         Party.update_quality_all()
@@ -162,9 +148,9 @@ class QualityTestCase(CrmDatabaseTestCase):
         "A new party with an existing email makes both suspects"
         pool = Pool()
         Party = pool.get('party.party')
-        first = self._party("Acme", emails=["info@acme.example"])
+        first = create_party("Acme", emails=["info@acme.example"])
         self.assertNotIn('duplicate', first.quality_issues)
-        second = self._party("Acme Corp.", emails=["INFO@acme.example"])
+        second = create_party("Acme Corp.", emails=["INFO@acme.example"])
         self.assertIn('duplicate', second.quality_issues)
         self.assertIn('duplicate', Party(first.id).quality_issues)
         Party.write([second], {'active': False})
@@ -206,11 +192,11 @@ class QualityTestCase(CrmDatabaseTestCase):
         crm = CrmSetup()
         france = self._country()
         with Transaction().set_user(crm.alice.id):
-            good = self._party("Good", emails=["good@example.com"],
+            good = create_party("Good", emails=["good@example.com"],
                 countries=[france], owner=crm.alice.id)
-            poor = self._party("Poor", owner=crm.alice.id)
+            poor = create_party("Poor", owner=crm.alice.id)
         with Transaction().set_user(crm.carol.id):
-            dup = self._party("Dup", emails=["good@example.com"],
+            dup = create_party("Dup", emails=["good@example.com"],
                 owner=crm.carol.id)
         scores = {p: Party(p.id).quality_score for p in [good, poor, dup]}
         self.assertEqual(scores, {

@@ -76,6 +76,23 @@ class CrmSetup:
         return set_company(self.company)
 
 
+def create_party(name, emails=(), phones=(), countries=(), **values):
+    "A party with those emails, phones and an address in each country"
+    pool = Pool()
+    Party = pool.get('party.party')
+    mechanisms = [{'type': 'email', 'value': e} for e in emails]
+    mechanisms += [{'type': 'phone', 'value': p} for p in phones]
+    party, = Party.create([{
+                'name': name,
+                'contact_mechanisms': [('create', mechanisms)],
+                'addresses': [('create', [
+                            {'country': c.id} for c in countries])],
+                **values,
+                }])
+    # A fresh instance: what the hooks stored (quality score), not the cache
+    return Party(party.id)
+
+
 class CrmDatabaseTestCase(TestCase):
     """A database with crm_core activated, for test files that leave the
     generic module checks to test_module.py"""
