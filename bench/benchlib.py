@@ -205,22 +205,27 @@ def batches(values, size=BATCH):
 
 
 def insert_parties(name, count, admin):
-    """Insert count companies with raw SQL (population, not measured).
-    Return their ids."""
+    """Insert count companies with raw SQL (population, not measured),
+    with the normalised name that Party.create stores (the duplicate
+    check looks it up). Return their ids."""
     from sql import Table
     from trytond.transaction import Transaction
+    from crm_core.contact import normalise_name
     party = Table('party_party')
     now = dt.datetime.now()
     ids = []
     with transaction(name):
         cursor = Transaction().connection.cursor()
-        rows = [[f'Bench Customer {i:06d}', f'B{i:06d}', True, 'prospect',
-                admin, now] for i in range(1, count + 1)]
+        rows = []
+        for i in range(1, count + 1):
+            party_name = f'Bench Customer {i:06d}'
+            rows.append([party_name, normalise_name(party_name), f'B{i:06d}',
+                    True, 'prospect', admin, now])
         for batch in batches(rows):
             cursor.execute(*party.insert(
-                    [party.name, party.code, party.active,
-                        party.lifecycle_status, party.create_uid,
-                        party.create_date],
+                    [party.name, party.name_normalised, party.code,
+                        party.active, party.lifecycle_status,
+                        party.create_uid, party.create_date],
                     batch, returning=[party.id]))
             ids.extend(r for r, in cursor)
     return ids

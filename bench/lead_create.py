@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Lead creation throughput: crm.lead through the ORM (Lead.create of
-1,000 leads per transaction) against a raw multi-row SQL INSERT of the same
+500 leads per transaction) against a raw multi-row SQL INSERT of the same
 rows into crm_lead. Target: 1,500 leads/s through the ORM."""
 import benchlib
 

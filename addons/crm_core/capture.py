@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections import Counter
 from urllib.parse import urlsplit
 
 from trytond import backend
@@ -338,10 +339,10 @@ def _best_parties(rows):
     return [m[0] if m and m[1] >= LINK_SCORE else None for m in matches]
 
 
-def _utm_records(rows, known=None):
+def _utm_records(rows):
     "{(model, name): id} of the UTM names, created when missing"
     pool = Pool()
-    records = dict(known or {})
+    records = {}
     with without_check_access(), inactive_records():
         for name, (model, _) in UTM_FIELDS.items():
             Parameter = pool.get(model)
@@ -361,22 +362,6 @@ def _utm_records(rows, known=None):
     return records
 
 
-def _round_robin(team, count):
-    "The user ids owning count new leads of the team, in turn, remembered"
-    pool = Pool()
-    Team = pool.get('crm.team')
-    members = sorted(u.id for u in team.members)
-    if not members or count <= 0:
-        return [None] * count
-    last = team.last_assigned.id if team.last_assigned else None
-    following = [i for i, u in enumerate(members)
-        if last is not None and u > last]
-    first = following[0] if following else 0
-    owners = [members[(first + i) % len(members)] for i in range(count)]
-    Team.write([team], {'last_assigned': owners[-1]})
-    return owners
-
-
 def _applications(items):
     pool = Pool()
     Application = pool.get('res.user.application')
@@ -388,37 +373,6 @@ def _applications(items):
                 ('application', '=', APPLICATION),
                 ('state', '=', 'validated'),
                 ])}
-
-
-def prepare(items):
-    """The UTM records and the round-robin owners of the valid posts.
-
-    Run in a transaction of its own before process(): concurrent batches
-    of other workers update the same rows (the team, new UTM names), and
-    retrying this small transaction is cheap."""
-    pool = Pool()
-    Team = pool.get('crm.team')
-    applications = _applications(items)
-    countries = _countries(items)
-    rows, teams = [], {}
-    for item in items:
-        application = applications.get(item.get('key'))
-        if not application or item.get('error'):
-            continue
-        try:
-            values = validate(item.get('data'), countries)
-        except FieldErrors:
-            continue
-        rows.append(values)
-        team = application.crm_team
-        if team and team.round_robin:
-            teams[team.id] = teams.get(team.id, 0) + 1
-    return {
-        'utm': _utm_records(rows),
-        'owners': {
-            team_id: _round_robin(Team(team_id), count)
-            for team_id, count in teams.items()},
-        }
 
 
 def _lead_values(application, values, party_id, utm, owner_id, stage_id):
@@ -441,10 +395,9 @@ def _lead_values(application, values, party_id, utm, owner_id, stage_id):
         'description': values.get('message'),
         'party': party_id,
         }
-    if stage_id:
-        lead['stage'] = stage_id
-    if values.get('country'):
-        lead['country'] = values['country_id']
+    # None: the lead's own default (the first open stage)
+    lead['stage'] = stage_id
+    lead['country'] = values['country_id'] if values.get('country') else None
     for name, (model, field) in UTM_FIELDS.items():
         if values.get(name):
             lead[field] = utm[model, values[name].strip().lower()]
@@ -467,7 +420,7 @@ def _idempotency_lock(pairs):
         cursor.execute('SELECT pg_advisory_xact_lock(%s)', (lock_id,))
 
 
-def process(items, prepared=None):
+def process(items):
     """Answer the posts, creating their leads in the current transaction
     with a constant number of queries for the whole list.
 
@@ -479,9 +432,8 @@ def process(items, prepared=None):
     pool = Pool()
     Request = pool.get('crm.lead.capture.request')
     Lead = pool.get('crm.lead')
+    Team = pool.get('crm.team')
     results = [None] * len(items)
-    if prepared is None:
-        prepared = prepare(items)
 
     applications = _applications(items)
     todo = []
@@ -555,8 +507,10 @@ def process(items, prepared=None):
     if valid:
         rows = [v for *_, v in valid]
         parties = _best_parties(rows)
-        utm = _utm_records(rows, prepared['utm'])
-        owners = {t: iter(o) for t, o in prepared['owners'].items()}
+        utm = _utm_records(rows)
+        turns = Counter(a.crm_team.id for _, _, a, _ in valid
+            if a.crm_team and a.crm_team.round_robin)
+        owners = {t: iter(Team(t).next_owners(n)) for t, n in turns.items()}
         stages = {}
         groups = {}
         for (index, item, application, values), party_id in zip(

@@ -363,12 +363,16 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
         if mode == 'create':
             if values.get('type') == 'opportunity':
                 values.setdefault('date_conversion', dt.datetime.now())
+            # The same columns for every kind of lead: trytond inserts a
+            # batch in one statement only while the columns do not change
+            values.setdefault('date_conversion', None)
+            values.setdefault('lost_reason', None)
             if not values.get('owner') and values.get('team'):
                 team = Team(values['team'])
                 if team.round_robin:
-                    owner = team.next_owner()
-                    if owner:
-                        values['owner'] = owner.id
+                    owner_id, = team.next_owners(1)
+                    if owner_id:
+                        values['owner'] = owner_id
             if not values.get('stage'):
                 stage = cls.first_open_stage(values.get('team'))
                 if not stage:

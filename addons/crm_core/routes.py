@@ -25,7 +25,7 @@ from trytond.transaction import Transaction
 from trytond.wsgi import app
 
 from .capture import (
-    APPLICATION, IDEMPOTENCY_KEY_SIZE, error_result, prepare, process,
+    APPLICATION, IDEMPOTENCY_KEY_SIZE, error_result, process,
     request_hash)
 
 logger = logging.getLogger(__name__)
@@ -215,15 +215,13 @@ def _committed(pool, func, *args, retry_on=()):
 
 
 def _capture_run(pool, items):
-    """Process the items: UTM records and round robin in a first short
-    transaction, the leads in a second one, then its queued tasks (the
+    """Process the items in a transaction, then run its queued tasks (the
     webhooks) as trytond does after a request"""
     from trytond.worker import run_task
     # Two workers may create the same new UTM name at the same time: the
     # second one waits for the first, fails, and finds it when retried.
-    prepared, _ = _committed(pool, prepare, items,
+    results, tasks = _committed(pool, process, items,
         retry_on=(backend.DatabaseIntegrityError, SQLConstraintError))
-    results, tasks = _committed(pool, process, items, prepared)
     while tasks:
         run_task(pool, tasks.pop())
     return results

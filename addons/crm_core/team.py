@@ -18,9 +18,9 @@ class Team(DeactivableMixin, ModelSQL, ModelView):
     round_robin = fields.Boolean(
         "Round-Robin Assignment",
         help="Assign new leads without owner to the members in turn.")
-    last_assigned = fields.Many2One(
-        'res.user', "Last Assigned", readonly=True,
-        help="The member who received the last round-robin lead.")
+    # SQLite only: on PostgreSQL the turn is a sequence (see next_owners)
+    round_robin_position = fields.Integer(
+        "Round-Robin Position", readonly=True)
 
     @classmethod
     def __setup__(cls):
@@ -32,20 +32,68 @@ class Team(DeactivableMixin, ModelSQL, ModelView):
         return Transaction().context.get('company')
 
     @classmethod
+    def __register__(cls, module):
+        super().__register__(module)
+        transaction = Transaction()
+        if transaction.database.has_sequence():
+            cursor = transaction.connection.cursor()
+            table = cls.__table__()
+            cursor.execute(*table.select(table.id))
+            cls._create_round_robin_sequences([i for i, in cursor])
+
+    @classmethod
+    def default_round_robin_position(cls):
+        return 0
+
+    @classmethod
     def on_modification(cls, mode, teams, field_names=None):
         super().on_modification(mode, teams, field_names=field_names)
         clear_rule_cache()
+        database = Transaction().database
+        if database.has_sequence():
+            if mode == 'create':
+                cls._create_round_robin_sequences([t.id for t in teams])
+            elif mode == 'delete':
+                connection = Transaction().connection
+                for team in teams:
+                    name = cls._round_robin_sequence(team.id)
+                    if database.sequence_exist(connection, name):
+                        database.sequence_delete(connection, name)
 
-    def next_owner(self):
-        "Return the member who gets the next lead and remember it"
-        members = sorted(self.members, key=lambda u: u.id)
-        if not members:
-            return None
-        following = [u for u in members
-            if self.last_assigned and u.id > self.last_assigned.id]
-        owner = (following or members)[0]
-        self.__class__.write([self], {'last_assigned': owner.id})
-        return owner
+    @classmethod
+    def _round_robin_sequence(cls, team_id):
+        return f'crm_team_round_robin_{team_id}'
+
+    @classmethod
+    def _create_round_robin_sequences(cls, team_ids):
+        transaction = Transaction()
+        database, connection = transaction.database, transaction.connection
+        for team_id in team_ids:
+            name = cls._round_robin_sequence(team_id)
+            if not database.sequence_exist(connection, name):
+                database.sequence_create(connection, name)
+
+    def next_owners(self, count):
+        """The user ids of the members who get the next count leads, in
+        turn (None without members)"""
+        members = sorted(u.id for u in self.members)
+        if not members or count <= 0:
+            return [None] * count
+        transaction = Transaction()
+        database = transaction.database
+        if database.has_sequence():
+            # A sequence, not a column of the team: workers assigning leads
+            # of one team at the same time would wait for each other on its
+            # row. A turn taken by a rolled back transaction is skipped.
+            turns = [n - 1 for n in database.sequence_nextvals(
+                    transaction.connection,
+                    self._round_robin_sequence(self.id), count)]
+        else:
+            position = self.round_robin_position or 0
+            turns = range(position, position + count)
+            self.__class__.write(
+                [self], {'round_robin_position': position + count})
+        return [members[t % len(members)] for t in turns]
 
 
 class TeamMember(ModelSQL):

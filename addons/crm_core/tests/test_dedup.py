@@ -1,46 +1,15 @@
 "Duplicates: normalised names, matching, warnings, merge"
-import contextlib
 import datetime as dt
-import logging
 import unittest
 
 from trytond.exceptions import UserWarning
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
-from trytond import backend
 from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction, inactive_records
 
 from ..contact import normalise_name, trigram_similarity, trigrams
-from .tools import CrmDatabaseTestCase, CrmSetup, create_party
-
-
-@contextlib.contextmanager
-def count_queries():
-    "The list of the SQL statements run in the block"
-    queries = []
-    connection = Transaction().connection
-    if backend.name == 'sqlite':
-        connection.set_trace_callback(queries.append)
-        try:
-            yield queries
-        finally:
-            connection.set_trace_callback(None)
-    else:
-        logger = logging.getLogger('trytond.backend.postgresql.database')
-
-        class Collect(logging.Handler):
-            def emit(self, record):
-                queries.append(record.getMessage())
-        handler = Collect(logging.DEBUG)
-        level = logger.level
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(handler)
-        try:
-            yield queries
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+from .tools import CrmDatabaseTestCase, CrmSetup, count_queries, create_party
 
 
 class NormaliseTestCase(unittest.TestCase):

@@ -2,6 +2,7 @@ import datetime as dt
 from decimal import Decimal
 from urllib.parse import quote
 
+from trytond import backend
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.modules.company.tests import CompanyTestMixin
@@ -10,7 +11,7 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction, inactive_records
 
-from .tools import CrmSetup
+from .tools import CrmSetup, count_queries
 
 
 class CrmCoreTestCase(
@@ -142,6 +143,38 @@ class CrmCoreTestCase(
         self.assertEqual(lead.probability, 0)
 
     @with_transaction()
+    def test_batch_of_mixed_leads_one_insert(self):
+        "A batch of leads and deals in every stage is written at once"
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        Reason = pool.get('crm.lost_reason')
+        if backend.name == 'sqlite':
+            self.skipTest("trytond inserts one row at a time on SQLite")
+        crm = CrmSetup()
+        party = self._party("Acme")
+        reason, = Reason.search([], limit=1)
+        vlist = []
+        for i, stage in enumerate(["New", "Won", "Lost", "Proposition"] * 5):
+            values = {
+                'name': f"Deal {i}", 'team': crm.north.id,
+                'owner': crm.alice.id, 'stage': crm.stage(stage).id,
+                'type': 'opportunity' if i % 2 else 'lead',
+                'party': party.id,
+                }
+            if stage == "Lost":
+                values['lost_reason'] = reason.id
+            vlist.append(values)
+        with crm.company_context(), count_queries() as queries:
+            leads = Lead.create(vlist)
+        inserts = [q for q in queries
+            if q.lstrip().upper().startswith('INSERT INTO "CRM_LEAD" ')]
+        self.assertEqual(len(inserts), 1, inserts)
+        self.assertEqual(
+            [l.state for l in leads[:4]], ['open', 'won', 'lost', 'open'])
+        self.assertEqual(leads[2].lost_reason, reason)
+        self.assertIsNone(leads[1].lost_reason)
+
+    @with_transaction()
     def test_convert_creates_company_and_contact(self):
         "Converting a raw lead creates the company and its contact person"
         pool = Pool()
@@ -238,6 +271,29 @@ class CrmCoreTestCase(
         self.assertEqual(
             [l.owner for l in leads],
             [crm.alice, crm.bob, crm.alice, crm.bob])
+
+    @with_transaction()
+    def test_round_robin_does_not_lock_the_team(self):
+        "Workers assigning leads of one team never wait on the team's row"
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        Team = pool.get('crm.team')
+        if backend.name == 'sqlite':
+            self.skipTest("SQLite has one writer at a time anyway")
+        crm = CrmSetup()
+        Team.write([crm.north], {'round_robin': True})
+        with crm.company_context(), count_queries() as queries:
+            leads = Lead.create([
+                    {'name': f"Lead {i}", 'team': crm.north.id}
+                    for i in range(3)])
+            owners = Team(crm.north.id).next_owners(2)
+        self.assertEqual(
+            [l.owner.id for l in leads] + owners,
+            [crm.alice.id, crm.bob.id, crm.alice.id, crm.bob.id,
+                crm.alice.id])
+        self.assertFalse([q for q in queries
+                if 'UPDATE "CRM_TEAM"' in q.upper()
+                or 'FROM "CRM_TEAM"' in q.upper() and 'FOR UPDATE' in q.upper()])
 
     @with_transaction()
     def test_next_activity(self):

@@ -1,5 +1,9 @@
 "Test data shared by the CRM modules' tests"
+import contextlib
+import logging
 from contextlib import ExitStack
+
+from trytond import backend
 
 from trytond.modules.company.tests import create_company, set_company
 from trytond.pool import Pool
@@ -107,3 +111,31 @@ class CrmDatabaseTestCase(TestCase):
     def tearDownClass(cls):
         super().tearDownClass()
         drop_db()
+
+
+@contextlib.contextmanager
+def count_queries():
+    "The list of the SQL statements run in the block"
+    queries = []
+    connection = Transaction().connection
+    if backend.name == 'sqlite':
+        connection.set_trace_callback(queries.append)
+        try:
+            yield queries
+        finally:
+            connection.set_trace_callback(None)
+    else:
+        logger = logging.getLogger('trytond.backend.postgresql.database')
+
+        class Collect(logging.Handler):
+            def emit(self, record):
+                queries.append(record.getMessage())
+        handler = Collect(logging.DEBUG)
+        level = logger.level
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
+        try:
+            yield queries
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
