@@ -90,9 +90,9 @@ def admin_connection():
 
 
 @contextlib.contextmanager
-def bench_database(prefix='crm_bench', keep=False):
-    """Create a database with crm_core activated, yield its name, drop it
-    at the end whatever happens"""
+def bench_database(prefix='crm_bench', keep=False, modules=('crm_core',)):
+    """Create a database with the modules (crm_core) activated, yield its
+    name, drop it at the end whatever happens"""
     from psycopg import sql
     name = f'{prefix}_{os.getpid()}'
     logging.basicConfig(level=logging.WARNING)
@@ -103,8 +103,9 @@ def bench_database(prefix='crm_bench', keep=False):
     log(f"created database {name}")
     try:
         start = time.monotonic()
-        activate(name)
-        log(f"activated crm_core in {time.monotonic() - start:.0f} s")
+        activate(name, modules)
+        log(f"activated {', '.join(modules)} in "
+            f"{time.monotonic() - start:.0f} s")
         yield name
     finally:
         release(name)
@@ -117,13 +118,13 @@ def bench_database(prefix='crm_bench', keep=False):
             log(f"dropped database {name}")
 
 
-def activate(name):
-    "Initialise the Tryton database and activate crm_core in this process"
+def activate(name, modules=('crm_core',)):
+    "Initialise the Tryton database and activate the modules in this process"
     from trytond import backend
     from trytond.pool import Pool
     database = backend.Database(name).connect()
     database.init()
-    Pool(name).init(update=['crm_core'], lang=['en'], activatedeps=True)
+    Pool(name).init(update=list(modules), lang=['en'], activatedeps=True)
 
 
 def release(name):

@@ -460,6 +460,8 @@ class DemoData:
             self.activities()
             self.data_quality()
             self.web_form()
+            if 'bpm.process' in dict(pool.iterobject()):
+                self.processes()
             self.config_wizard()
         return self.reg.created
 
@@ -951,6 +953,63 @@ class DemoData:
                         'crm_origins': 'https://www.harbour-trading.de',
                         })])
 
+    def processes(self):
+        """The processes shipped with crm_bpm, active, with instances
+        running on new leads and on recently won deals (crm_bpm only)"""
+        from pathlib import Path
+        import crm_bpm
+        pool = self.pool
+        IrModel = pool.get('ir.model')
+        Version = pool.get('bpm.process.version')
+        Instance = pool.get('bpm.instance')
+        Lead = pool.get('crm.lead')
+        User = pool.get('res.user')
+        folder = Path(crm_bpm.__file__).parent / 'processes'
+        lead_model, = IrModel.search([('name', '=', 'crm.lead')])
+        shipped = [
+            ('lead_qualification', "Lead qualification", 'create',
+                "Eval('self', {}).get('type') == 'lead'"),
+            ('follow_up_call', "Follow-up call after a won deal", 'write',
+                "Eval('self', {}).get('state') == 'won'"),
+            ]
+        processes = {}
+        for key, name, start, condition in shipped:
+            process_id, = self.reg.ensure('bpm.process', [(f'process:{key}', {
+                            'name': name, 'model': lead_model.id,
+                            'start': start, 'condition': condition,
+                            })])
+            version_id, = self.reg.ensure('bpm.process.version', [(
+                        f'process:{key}:v1', {
+                            'process': process_id,
+                            'xml': (folder / f'{key}.bpmn').read_text(),
+                            'note': "Shipped with crm_bpm.",
+                            })])
+            version = Version(version_id)
+            if version.state == 'draft':
+                Version.activate([version])
+            processes[key] = Version(version_id)
+        manager = User(self.reg['user:manager'])
+        group = self.ref('crm_bpm', 'group_bpm_manager')
+        if group not in [g.id for g in manager.groups]:
+            User.write([manager], {'groups': [('add', [group])]})
+
+        def start(key, leads):
+            version = processes[key]
+            running = {str(i.record) for i in Instance.search([
+                        ('process', '=', version.process.id)])}
+            todo = [l for l in leads if str(l) not in running]
+            if todo:
+                Instance.start(version, todo)
+                self.reg.created['bpm.instance'] += len(todo)
+        start('lead_qualification', Lead.search([
+                    ('type', '=', 'lead'), ('state', '=', 'open'),
+                    ('stage.name', '=', "New"),
+                    ], order=[('id', 'ASC')], limit=6))
+        start('follow_up_call', Lead.search([
+                    ('state', '=', 'won'),
+                    ], order=[('date_closed', 'DESC'), ('id', 'ASC')],
+                limit=4))
+
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')
         items = Item.search([('state', '!=', 'done')])
@@ -994,6 +1053,13 @@ def summary(created, elapsed):
             ("  overdue", Activity.search_count([('overdue', '=', True)])),
             ("  done", Activity.search_count([('state', '=', 'done')])),
             ]
+        if 'bpm.instance' in dict(pool.iterobject()):
+            Instance = pool.get('bpm.instance')
+            rows += [
+                ("processes", pool.get('bpm.process').search_count([])),
+                ("process instances", Instance.search_count(
+                        [('state', '=', 'running')])),
+                ]
     print(f"Demo data in company {company.rec_name} "
         f"({sum(created.values())} records created, {elapsed:.1f} s):")
     for label, count in rows:

@@ -47,19 +47,23 @@ STATIC_DIRS = {
     }
 
 
-def _send(path):
+def send_file(path):
+    """The file of a custom page at path (None: refused by safe_join), or
+    404; the pages of other modules use it too"""
     if path is None or not os.path.isfile(path):
         raise NotFound()
     mimetype = mimetypes.guess_type(path)[0] or 'application/octet-stream'
     with open(path, 'rb') as file:
         response = Response(file.read(), mimetype=mimetype)
+    # The pages change with the module: let the browser check each time
     response.headers['Cache-Control'] = 'no-cache'
+    response.headers['X-Content-Type-Options'] = 'nosniff'
     return response
 
 
 @app.route('/<database_name>/crm/board', methods={'GET'})
 def board(request, database_name):
-    return _send(os.fspath(web_root() / 'crm' / 'board.html'))
+    return send_file(os.fspath(web_root() / 'crm' / 'board.html'))
 
 
 @app.route('/<database_name>/crm/static/<path:path>', methods={'GET'})
@@ -67,7 +71,7 @@ def static(request, database_name, path):
     prefix, _, rest = path.rpartition('/')
     for url_dir, fs_dir in STATIC_DIRS.items():
         if path.startswith(url_dir + '/'):
-            return _send(safe_join(
+            return send_file(safe_join(
                     os.fspath(web_root() / fs_dir), path[len(url_dir) + 1:]))
     raise NotFound()
 

@@ -2,6 +2,7 @@
 // that uses the sao session (cookie) to call the server through JSON-RPC.
 // Server API: crm.lead.board in addons/crm_core/board.py.
 import Sortable from '../lib/sortablejs/sortable.esm.js';
+import {AuthError, ServerError, rpcClient} from './rpc.js';
 
 // Every text the user sees, in one place to be translated later.
 // {name} placeholders are filled by t().
@@ -83,67 +84,7 @@ const $ = id => document.getElementById(id);
 
 // --- JSON-RPC -------------------------------------------------------------
 
-class AuthError extends Error {}
-
-class ServerError extends Error {
-    constructor(message, detail = '') {
-        super(message);
-        this.detail = detail;
-    }
-}
-
-let rpcId = 0;
-
-async function rpc(method, ...params) {
-    let response;
-    try {
-        response = await fetch(`/${encodeURIComponent(DB)}/rpc/`, {
-            method: 'POST',
-            credentials: 'same-origin',
-            headers: {
-                'Content-Type': 'application/json',
-                'Accept': 'application/json',
-                // No Basic authentication prompt on 401
-                'X-Requested-With': 'XMLHttpRequest',
-            },
-            // trytond takes the context as the last parameter
-            body: JSON.stringify({
-                id: ++rpcId,
-                method: method,
-                params: [...params, state.context],
-            }),
-        });
-    } catch (error) {
-        throw new ServerError(t('networkError'));
-    }
-    if (response.status === 401 || response.status === 403) {
-        throw new AuthError(t('loginNeeded'));
-    }
-    if (!response.ok) {
-        throw new ServerError(t('serverError', {status: response.status}));
-    }
-    const data = await response.json();
-    if (data.error) {
-        throw errorOf(data.error);
-    }
-    return data.result;
-}
-
-// trytond answers {error: [type, args]} for its exceptions (UserError,
-// UserWarning, ConcurrencyException...), [message, traceback] otherwise.
-function errorOf(error) {
-    const [kind, args] = error;
-    switch (kind) {
-        case 'UserError':
-            return new ServerError(args[0], args[1]);
-        case 'UserWarning':
-            return new ServerError(args[1], args[2]);
-        case 'ConcurrencyException':
-            return new ServerError(args);
-        default:
-            return new ServerError(t('unexpectedError', {message: kind}));
-    }
-}
+const rpc = rpcClient(DB, t, () => state.context);
 
 // --- Formatting -----------------------------------------------------------
 

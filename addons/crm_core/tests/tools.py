@@ -98,14 +98,15 @@ def create_party(name, emails=(), phones=(), countries=(), **values):
 
 
 class CrmDatabaseTestCase(TestCase):
-    """A database with crm_core activated, for test files that leave the
-    generic module checks to test_module.py"""
+    """A database with crm_core (or the modules listed) activated, for test
+    files that leave the generic module checks to test_module.py"""
+    modules = ['crm_core']
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         drop_db()
-        activate_module(['crm_core'])
+        activate_module(cls.modules)
 
     @classmethod
     def tearDownClass(cls):
