@@ -249,6 +249,11 @@ class Version(Workflow, ModelSQL, ModelView):
                     'readonly': ~Eval('id', -1) | (Eval('id', -1) < 0),
                     'depends': ['id'],
                     },
+                'open_heatmap': {
+                    'icon': 'tryton-graph',
+                    'readonly': ~Eval('id', -1) | (Eval('id', -1) < 0),
+                    'depends': ['id'],
+                    },
                 })
 
     @classmethod
@@ -390,6 +395,13 @@ class Version(Workflow, ModelSQL, ModelView):
         "The modeler page of the version, in a new tab"
         if versions:
             return page_action('modeler', version=versions[0].id)
+
+    @classmethod
+    @ModelView.button
+    def open_heatmap(cls, versions):
+        "The heatmap page of the version, in a new tab"
+        if versions:
+            return page_action('heatmap', version=versions[0].id)
 
 
 def page_action(page, **query):

@@ -1,6 +1,7 @@
-"""Pages of crm_bpm served by trytond: the BPMN modeler and the process card
+"""Pages of crm_bpm served by trytond: the BPMN modeler, the process card
+and the heatmap of a version
 
-Both are static pages (web/bpm/) that call the server through JSON-RPC with
+All are static pages (web/bpm/) that call the server through JSON-RPC with
 the user's sao session, as crm_core's pipeline board does: the routes need
 no transaction and give nothing away that the RPC does not check."""
 import os
@@ -22,6 +23,7 @@ STATIC_DIRS = {
 PAGES = {
     'modeler': 'modeler.html',
     'card': 'card.html',
+    'heatmap': 'heatmap.html',
     }
 
 
@@ -37,6 +39,11 @@ def modeler(request, database_name):
 @app.route('/<database_name>/bpm/card', methods={'GET'})
 def card(request, database_name):
     return _page('card')
+
+
+@app.route('/<database_name>/bpm/heatmap', methods={'GET'})
+def heatmap(request, database_name):
+    return _page('heatmap')
 
 
 @app.route('/<database_name>/bpm/static/<path:path>', methods={'GET'})

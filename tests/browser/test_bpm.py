@@ -1,5 +1,6 @@
 """The pages of crm_bpm in Chromium, logged in to sao: the BPMN modeler
-(web/bpm/modeler.html) and the process card (web/bpm/card.html).
+(web/bpm/modeler.html), the process card (web/bpm/card.html) and the
+heatmap of a version (web/bpm/heatmap.html).
 
 Fixtures from conftest.py: crm_server (demo data), page, login().
 The pages use sao's session cookie: each test logs in to sao as manager
@@ -386,9 +387,55 @@ def test_card_started_from_lead(page, crm_server):
     expect(page.locator('#summary')).to_have_text(f'Waiting at: {TASK_NAME}.')
 
 
+# --- Heatmap -----------------------------------------------------------------
+
+def test_heatmap_demo_lead_qualification(page, crm_server):
+    """The heatmap of the active version of the demo process colours the
+    element where its running instances wait the most, with its figures"""
+    login(page, crm_server, MANAGER, DEMO_PASSWORD)
+    version, = rpc(
+        page, 'model.bpm.process.version.search_read', [
+            ['state', '=', 'active'],
+            ['process.name', '=', 'Lead qualification']],
+        0, None, None, ['rec_name'])
+    rows = rpc(
+        page, 'model.bpm.element.statistics.search_read', [
+            ['version', '=', version['id']]],
+        0, None, None, ['element', 'waiting', 'passed'])
+    waiting = {r['element']: r['waiting'] for r in rows}
+    assert waiting.get('qualify', 0) > 0
+    assert waiting['qualify'] == max(waiting.values())
+
+    page.goto(f"{crm_server.url}/{crm_server.db}/bpm/heatmap"
+        f"?version={version['id']}")
+    expect(page.locator('#canvas')).to_have_attribute('aria-busy', 'false')
+    expect(page.locator('#message')).to_be_hidden()
+    expect(page.locator('#title')).to_have_text(version['rec_name'])
+    expect(page.locator('#state')).to_have_text('Active')
+
+    has_marker(page, 'qualify', 'crm-bpm-heat-4')
+    overlay = page.locator(
+        '.djs-overlays[data-container-id="qualify"] .crm-bpm-heat-overlay')
+    expect(overlay).to_be_visible()
+    expect(overlay.locator('.crm-bpm-heat-waiting')).to_have_text(
+        f"{waiting['qualify']} waiting")
+    # Nobody waits at the start event: it keeps its colours
+    for start in start_events(page):
+        if not waiting.get(start):
+            shape = page.locator(f'.djs-element[data-element-id="{start}"]')
+            expect(shape).not_to_have_class(re.compile(r'crm-bpm-heat-\d'))
+    # The same figures in words, for screen readers
+    item = page.locator('#figures li[data-element="qualify"]')
+    expect(item).to_contain_text(f"{waiting['qualify']} waiting")
+    expect(page.locator('#figures li')).to_have_count(len(rows))
+    expect(page.locator('#summary')).to_contain_text(
+        f"({waiting['qualify']}).")
+    expect(page.locator('.bjs-powered-by')).to_be_visible()
+
+
 def test_pages_without_session(page, crm_server):
     "Without a sao session the pages say so and link to sao's login"
-    for path in ['modeler?version=1', 'card?instance=1']:
+    for path in ['modeler?version=1', 'card?instance=1', 'heatmap?version=1']:
         page.goto(f"{crm_server.url}/{crm_server.db}/bpm/{path}")
         message = page.locator('#message')
         expect(message).to_contain_text('not logged in')

@@ -1,4 +1,4 @@
-"The routes of the modeler and card pages, and of their static files"
+"The routes of the modeler, card and heatmap pages, and of their static files"
 import re
 from urllib.parse import urljoin
 
@@ -8,6 +8,7 @@ from trytond.tests.test_tryton import RouteTestCase
 STATIC = [
     ('bpm/modeler.js', 'javascript'),
     ('bpm/card.js', 'javascript'),
+    ('bpm/heatmap.js', 'javascript'),
     ('bpm/page.js', 'javascript'),
     ('bpm/bpm.css', 'text/css'),
     ('lib/bpmn-js/bpmn-modeler.production.min.js', 'javascript'),
@@ -56,10 +57,12 @@ class BpmRouteTestCase(RouteTestCase):
         return self.client().get(f'/{self.db_name}/bpm/{path}')
 
     def test_pages(self):
-        "The modeler and the card answer their HTML"
+        "The modeler, the card and the heatmap answer their HTML"
         for page, script, bundle in [
                 ('modeler', 'modeler.js', 'bpmn-modeler.production.min.js'),
                 ('card', 'card.js', 'bpmn-navigated-viewer.production.min.js'),
+                ('heatmap', 'heatmap.js',
+                    'bpmn-navigated-viewer.production.min.js'),
                 ]:
             with self.subTest(page=page):
                 response = self.get(f'{page}?version=1&instance=1')
@@ -80,7 +83,7 @@ class BpmRouteTestCase(RouteTestCase):
 
     def test_what_pages_load(self):
         "Every file a page, its script or bpmn-js's CSS names is served"
-        for page in ['modeler', 'card']:
+        for page in ['modeler', 'card', 'heatmap']:
             html = self.get(page).get_data(as_text=True)
             # With crm_core's page.css, linked as ../crm/static/crm/
             urls = re.findall(
