@@ -4,7 +4,7 @@
 // with the sao session. Server API: bpm.instance read (addons/crm_bpm).
 
 // The page plumbing shared with the modeler (texts, JSON-RPC, messages)
-import {$, ServerError, createPage, idFromUrl} from './page.js';
+import {$, ServerError, createPage} from './page.js';
 
 // The card's own texts (page.js has the common ones).
 // {name} placeholders are filled by t().
@@ -20,11 +20,9 @@ const STRINGS = {
         'process instance in Tryton.',
     notFound: 'The process instance {id} does not exist or you may not ' +
         'read it.',
-    importFailed: 'The diagram of this process cannot be shown: {message}',
 };
 
-const {t, rpc, handleError, translatePage, loadPreferences} =
-    createPage(STRINGS);
+const {t, rpc, startViewer} = createPage(STRINGS);
 
 // Class names the CSS (bpm.css) colours; tests look for them too
 const ACTIVE = 'crm-bpm-active';
@@ -34,10 +32,6 @@ const COMPLETED = 'crm-bpm-completed';
 const INSTANCE_FIELDS = [
     'rec_name', 'state', 'state:string', 'active_elements',
     'completed_elements', 'version', 'version.xml'];
-
-const state = {
-    viewer: null,
-};
 
 // --- Card -----------------------------------------------------------------
 
@@ -58,9 +52,9 @@ function showHeader(instance) {
 // Colour the elements passed, then those waiting (a loop may have passed
 // a step that waits again: it shows as waiting). Ids the diagram does not
 // draw (a process without diagram for them) are left out.
-function mark(instance) {
-    const registry = state.viewer.get('elementRegistry');
-    const canvas = state.viewer.get('canvas');
+function mark(viewer, instance) {
+    const registry = viewer.get('elementRegistry');
+    const canvas = viewer.get('canvas');
     const drawn = list => list.map(id => registry.get(id)).filter(Boolean);
     for (const element of drawn(ids(instance.completed_elements))) {
         canvas.addMarker(element, COMPLETED);
@@ -76,42 +70,18 @@ function mark(instance) {
     $('summary').hidden = false;
 }
 
-async function showDiagram(xml) {
-    try {
-        await state.viewer.importXML(xml);
-    } catch (error) {
-        throw new ServerError(t('importFailed', {message: error.message}));
-    }
-    state.viewer.get('canvas').zoom('fit-viewport', 'auto');
-}
-
 // --- Start ----------------------------------------------------------------
 
-async function start() {
-    translatePage();
-    state.viewer = new window.BpmnJS({container: $('canvas')});
-    // For the browser tests and the curious
-    window.crmBpm = {viewer: state.viewer};
-    const id = idFromUrl('instance');
-    try {
-        if (id === null) {
-            throw new ServerError(t('noInstance'));
-        }
-        await loadPreferences();
-        const records = await rpc(
-            'model.bpm.instance.read', [id], INSTANCE_FIELDS);
-        if (!records.length) {
-            throw new ServerError(t('notFound', {id}));
-        }
-        const instance = records[0];
-        showHeader(instance);
-        await showDiagram(instance['version.'].xml);
-        mark(instance);
-    } catch (error) {
-        handleError(error);
-    } finally {
-        $('canvas').setAttribute('aria-busy', 'false');
+startViewer('instance', 'noInstance', async id => {
+    const records = await rpc(
+        'model.bpm.instance.read', [id], INSTANCE_FIELDS);
+    if (!records.length) {
+        throw new ServerError(t('notFound', {id}));
     }
-}
-
-start();
+    const instance = records[0];
+    showHeader(instance);
+    return {
+        xml: instance['version.'].xml,
+        draw: viewer => mark(viewer, instance),
+    };
+});

@@ -8,7 +8,7 @@
 
 // The page plumbing shared with the modeler and the card (texts, JSON-RPC,
 // messages)
-import {$, ServerError, createPage, idFromUrl} from './page.js';
+import {$, ServerError, createPage} from './page.js';
 
 // The heatmap's own texts (page.js has the common ones).
 // {name} placeholders are filled by t().
@@ -34,11 +34,9 @@ const STRINGS = {
         'process version in Tryton.',
     notFound: 'The process version {id} does not exist or you may not ' +
         'read it.',
-    importFailed: 'The diagram of this process cannot be shown: {message}',
 };
 
-const {t, rpc, handleError, translatePage, loadPreferences} =
-    createPage(STRINGS);
+const {t, rpc, startViewer} = createPage(STRINGS);
 
 // Class names the CSS (bpm.css) colours, from 1 (fewest waiting) to
 // LEVELS (most); tests look for them too
@@ -49,10 +47,6 @@ const VERSION_FIELDS = ['rec_name', 'state', 'state:string', 'xml'];
 const STATISTICS_FIELDS = [
     'element', 'name', 'element_type', 'waiting', 'passed',
     'average_hours', 'p90_hours', 'overdue'];
-
-const state = {
-    viewer: null,
-};
 
 // --- Heatmap --------------------------------------------------------------
 
@@ -145,10 +139,10 @@ function listItem(row, name) {
 // Colour each element drawn by its waiting instances, put its figures on
 // it and in the list. Rows of elements the diagram does not draw are only
 // in the list.
-function paint(rows) {
-    const registry = state.viewer.get('elementRegistry');
-    const canvas = state.viewer.get('canvas');
-    const overlays = state.viewer.get('overlays');
+function paint(viewer, rows) {
+    const registry = viewer.get('elementRegistry');
+    const canvas = viewer.get('canvas');
+    const overlays = viewer.get('overlays');
     const max = Math.max(0, ...rows.map(r => r.waiting || 0));
     const list = $('figures');
     list.replaceChildren();
@@ -189,45 +183,18 @@ function paint(rows) {
     summary.hidden = false;
 }
 
-async function showDiagram(xml) {
-    try {
-        await state.viewer.importXML(xml);
-    } catch (error) {
-        throw new ServerError(t('importFailed', {message: error.message}));
-    }
-    state.viewer.get('canvas').zoom('fit-viewport', 'auto');
-}
-
 // --- Start ----------------------------------------------------------------
 
-async function start() {
-    translatePage();
-    state.viewer = new window.BpmnJS({container: $('canvas')});
-    // For the browser tests and the curious
-    window.crmBpm = {viewer: state.viewer};
-    const id = idFromUrl('version');
-    try {
-        if (id === null) {
-            throw new ServerError(t('noVersion'));
-        }
-        await loadPreferences();
-        const [versions, rows] = await Promise.all([
-            rpc('model.bpm.process.version.read', [id], VERSION_FIELDS),
-            rpc('model.bpm.element.statistics.search_read',
-                [['version', '=', id]], 0, null, null, STATISTICS_FIELDS),
-        ]);
-        if (!versions.length) {
-            throw new ServerError(t('notFound', {id}));
-        }
-        const version = versions[0];
-        showHeader(version);
-        await showDiagram(version.xml);
-        paint(rows);
-    } catch (error) {
-        handleError(error);
-    } finally {
-        $('canvas').setAttribute('aria-busy', 'false');
+startViewer('version', 'noVersion', async id => {
+    const [versions, rows] = await Promise.all([
+        rpc('model.bpm.process.version.read', [id], VERSION_FIELDS),
+        rpc('model.bpm.element.statistics.search_read',
+            [['version', '=', id]], 0, null, null, STATISTICS_FIELDS),
+    ]);
+    if (!versions.length) {
+        throw new ServerError(t('notFound', {id}));
     }
-}
-
-start();
+    const version = versions[0];
+    showHeader(version);
+    return {xml: version.xml, draw: viewer => paint(viewer, rows)};
+});

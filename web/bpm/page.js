@@ -1,4 +1,4 @@
-// What the pages of crm_bpm (modeler.html, card.html) share: their common
+// What the pages of crm_bpm (modeler, card, heatmap) share: their common
 // texts, t(), JSON-RPC with the sao context, the message box and the
 // start-up, served at /<db>/bpm/static/bpm/page.js. It works on the
 // markup both pages have: #tryton-link, #message (#message-text,
@@ -24,6 +24,7 @@ const STRINGS = {
         'and try again.',
     serverError: 'The server answered with an error ({status}).',
     unexpectedError: 'Something went wrong: {message}',
+    importFailed: 'The diagram of this process cannot be shown: {message}',
 };
 
 // The database is the first segment of /<db>/bpm/<page>
@@ -99,5 +100,39 @@ export function createPage(pageStrings) {
         }
     }
 
-    return {t, rpc, showMessage, handleError, translatePage, loadPreferences};
+    // The start of the pages that show a diagram (card, heatmap): the
+    // viewer, the id of the URL's parameter (its absence worded by the
+    // page's text missingKey), load(id) returning {xml, draw} where
+    // draw(viewer) marks the diagram once shown (not "then": await would
+    // take the object for a promise)
+    async function startViewer(parameter, missingKey, load) {
+        translatePage();
+        const viewer = new window.BpmnJS({container: $('canvas')});
+        // For the browser tests and the curious
+        window.crmBpm = {viewer};
+        try {
+            const id = idFromUrl(parameter);
+            if (id === null) {
+                throw new ServerError(t(missingKey));
+            }
+            await loadPreferences();
+            const {xml, draw} = await load(id);
+            try {
+                await viewer.importXML(xml);
+            } catch (error) {
+                throw new ServerError(
+                    t('importFailed', {message: error.message}));
+            }
+            viewer.get('canvas').zoom('fit-viewport', 'auto');
+            draw(viewer);
+        } catch (error) {
+            handleError(error);
+        } finally {
+            $('canvas').setAttribute('aria-busy', 'false');
+        }
+    }
+
+    return {
+        t, rpc, showMessage, handleError, translatePage, loadPreferences,
+        startViewer};
 }
