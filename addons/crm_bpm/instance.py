@@ -1,7 +1,9 @@
 import contextlib
+import contextvars
 import datetime as dt
 import json
 import re
+from collections import defaultdict
 from decimal import Decimal
 
 from sql import Cast, Null
@@ -24,6 +26,8 @@ DURATION = re.compile(
     r'^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$')
 # Parsed definitions, one per version (their spec never changes once used)
 _engines = {}
+# The _Writes of the batch being advanced (its activities count as load)
+_batch_writes = contextvars.ContextVar('crm_bpm_batch_writes', default=None)
 
 
 def parse_duration(value):
@@ -308,24 +312,43 @@ class Instance(Workflow, ModelSQL, ModelView):
                     'start_date': now,
                     'started_by': Transaction().user,
                     } for r in records])
-        for instance in instances:
-            instance._advance(data=data or {})
+        cls._advance_all(instances, data=data or {})
         cls.save(instances)
         return instances
 
-    def _advance(self, data=None, now=None):
+    @classmethod
+    def _advance_all(cls, instances, data=None, now=None):
+        """Advance the instances, then write what their calendars and logs
+        need in a few queries for them all"""
+        writes = _Writes(cls.browse(instances))
+        token = _batch_writes.set(writes)
+        try:
+            for instance in instances:
+                instance._advance(data=data, now=now, writes=writes)
+        finally:
+            _batch_writes.reset(token)
+        writes.flush()
+
+    def _advance(self, data=None, now=None, writes=None):
         """Run the instance as far as it goes, in a savepoint: a failure
-        undoes what this advance wrote and marks the instance failed"""
+        undoes what this advance wrote and marks the instance failed.
+        writes: the _Writes of a batch (else written at once)"""
         runner = self.engine()
         if not self.workflow:
             # Kept even when the first run fails: a retry starts from it
             self.workflow = runner.dump(runner.new(data))
+        alone = writes is None
+        if alone:
+            writes = _Writes([self])
         try:
             with savepoint(f'bpm_advance_{self.id}'):
                 workflow = runner.load(self.workflow)
-                completed = self._complete_done_tasks(runner, workflow, now)
+                completed = self._complete_done_tasks(
+                    runner, workflow, now, writes)
                 runner.run(workflow, now=now)
-                self._sync(runner, workflow, completed)
+                self._sync(runner, workflow, writes, completed)
+                if alone:
+                    writes.flush()
         except engine.BpmnError as exception:
             self._fail(exception.message, exception.element, exception.name)
             return
@@ -355,19 +378,13 @@ class Instance(Workflow, ModelSQL, ModelView):
         self.error_element = element
         self.next_timer = None
 
-    def _complete_done_tasks(self, runner, workflow, now):
+    def _complete_done_tasks(self, runner, workflow, now, writes):
         "Complete the user tasks whose activity is done"
-        pool = Pool()
-        Activity = pool.get('crm.activity')
         ready = {str(t.id): t for t in runner.user_tasks(workflow)}
         if not ready:
             return set()
-        with without_check_access():
-            activities = Activity.search([
-                    ('origin', '=', str(self)),
-                    ('bpm_task', 'in', list(ready)),
-                    ('state', '=', 'done'),
-                    ])
+        activities = [a for t, a in writes.activities(self).items()
+            if t in ready and a.state == 'done']
         for activity in activities:
             task = ready[activity.bpm_task]
             data = {'outcome': activity.bpm_outcome or None}
@@ -376,23 +393,15 @@ class Instance(Workflow, ModelSQL, ModelView):
             runner.complete(workflow, task.id, data, now=now)
         return {a.bpm_task for a in activities}
 
-    def _sync(self, runner, workflow, completed=()):
+    def _sync(self, runner, workflow, writes, completed=()):
         """Make the calendar and the log say what the workflow says: an
         activity per waiting user task and timer, a log line per step
         (completed: the tasks the current user has just done)"""
-        pool = Pool()
-        Activity = pool.get('crm.activity')
-        Log = pool.get('bpm.instance.log')
         now = dt.datetime.now()
         elements = self.version.element_info
         tasks = runner.tasks(workflow)
-        with without_check_access():
-            activities = {a.bpm_task: a for a in Activity.search([
-                        ('origin', '=', str(self)),
-                        ('bpm_task', '!=', None),
-                        ])}
-            logs = {l.task: l for l in Log.search([
-                        ('instance', '=', self.id)])}
+        activities = writes.activities(self)
+        logs = writes.logs(self)
         timers = {e: date for e, _, date in runner.timers(workflow)}
         to_create, to_cancel, to_close = [], [], []
         log_create, log_save = [], []
@@ -412,7 +421,8 @@ class Instance(Workflow, ModelSQL, ModelView):
                                 task, info, elements, timers))
                     elif bpmn_id in timers:
                         to_create.append(self._timer_activity(
-                                task, info, elements, timers[bpmn_id]))
+                                task, info, elements, timers[bpmn_id],
+                                [*activities.values(), *to_create]))
             elif state in {'COMPLETED', 'CANCELLED', 'ERROR'}:
                 outcome = None
                 if state != 'COMPLETED':
@@ -445,18 +455,7 @@ class Instance(Workflow, ModelSQL, ModelView):
                 log.end = now
                 log.outcome = 'migrated'
                 log_save.append(log)
-        with without_check_access(), Transaction().set_context(
-                _bpm_sync=True):
-            if to_create:
-                Activity.create(to_create)
-            if to_cancel:
-                Activity.cancel(to_cancel)
-            if to_close:
-                Activity.do(to_close)
-            if log_create:
-                Log.create(log_create)
-            if log_save:
-                Log.save(log_save)
+        writes.add(to_create, to_cancel, to_close, log_create, log_save)
 
     def _log_values(self, task, info, now):
         return {
@@ -502,10 +501,23 @@ class Instance(Workflow, ModelSQL, ModelView):
             'bpm_outcomes': ','.join(outcomes) or None,
             }
 
-    def _timer_activity(self, task, info, elements, date):
-        "A planned entry in the calendar for a timer that waits"
-        attached = elements.get(info.get('attached_to') or '', {})
+    def _timer_activity(self, task, info, elements, date, planned=()):
+        """A planned entry in the calendar for a timer that waits: for who
+        does the task it is attached to (planned: the instance's activities,
+        records or values), else for its lane"""
+        attached_to = info.get('attached_to')
+        attached = elements.get(attached_to or '', {})
         lane = attached.get('lane') or task.task_spec.lane
+        user = None
+        for activity in planned:
+            element, kind, user_id = (
+                (activity['bpm_element'], activity['bpm_kind'],
+                    activity['user'])
+                if isinstance(activity, dict)
+                else (activity.bpm_element, activity.bpm_kind,
+                    activity.user.id))
+            if attached_to and element == attached_to and kind == 'task':
+                user = user_id
         name = task.task_spec.bpmn_name or info.get('name') or gettext(
             'crm_bpm.msg_timer_subject', element=task.task_spec.bpmn_id)
         return {
@@ -514,7 +526,7 @@ class Instance(Workflow, ModelSQL, ModelView):
             'company': self._company_id(),
             'origin': str(self),
             'party': self.get_party('party'),
-            'user': self.assignee(lane).id,
+            'user': user or self.assignee(lane).id,
             'start': _local(date),
             'bpm_task': str(task.id),
             'bpm_element': task.task_spec.bpmn_id,
@@ -581,6 +593,13 @@ class Instance(Workflow, ModelSQL, ModelView):
                 & (activity.state == 'planned'),
                 group_by=[activity.user]))
         load = dict(cursor)
+        # The activities of the batch being advanced, not written yet
+        writes = _batch_writes.get()
+        if writes is not None:
+            for values in writes.create:
+                if values.get('user') in load or any(
+                        u.id == values.get('user') for u in users):
+                    load[values['user']] = load.get(values['user'], 0) + 1
         return min(users, key=lambda u: (load.get(u.id, 0), u.id))
 
     # Service operations -----------------------------------------------------
@@ -817,7 +836,9 @@ class Instance(Workflow, ModelSQL, ModelView):
             if instance.state == 'running':
                 instance._advance()
             else:
-                instance._sync(new, workflow)
+                writes = _Writes([instance])
+                instance._sync(new, workflow, writes)
+                writes.flush()
         cls.save(instances)
 
     def _rename_tasks(self, version):
@@ -848,9 +869,9 @@ class Instance(Workflow, ModelSQL, ModelView):
     @classmethod
     def advance(cls, instances, now=None):
         "Run the instances as far as they go (done tasks, due timers)"
-        for instance in instances:
-            if instance.state in {'running', 'failed'}:
-                instance._advance(now=now)
+        cls._advance_all(
+            [i for i in instances if i.state in {'running', 'failed'}],
+            now=now)
         cls.save(instances)
 
     @classmethod
@@ -871,6 +892,69 @@ class Instance(Workflow, ModelSQL, ModelView):
         default.setdefault('activities')
         default.setdefault('logs')
         return super().copy(instances, default=default)
+
+
+class _Writes:
+    """The activities and log lines of a batch of instances: read at once,
+    written at once after their advance"""
+
+    def __init__(self, instances):
+        pool = Pool()
+        Activity = pool.get('crm.activity')
+        Log = pool.get('bpm.instance.log')
+        self._activities = defaultdict(dict)
+        self._logs = defaultdict(dict)
+        self.create, self.cancel, self.close = [], [], []
+        self.log_create, self.log_save = [], []
+        if not instances:
+            return
+        with without_check_access():
+            for activity in Activity.search([
+                        ('origin', 'in', [str(i) for i in instances]),
+                        ('bpm_task', '!=', None),
+                        ]):
+                self._activities[str(activity.origin)][
+                    activity.bpm_task] = activity
+            for log in Log.search([
+                        ('instance', 'in', [i.id for i in instances])]):
+                self._logs[log.instance.id][log.task] = log
+
+    def activities(self, instance):
+        "{task id: activity} of the instance"
+        return self._activities[str(instance)]
+
+    def logs(self, instance):
+        "{task id: log} of the instance"
+        return self._logs[instance.id]
+
+    def add(self, create, cancel, close, log_create, log_save):
+        self.create += create
+        self.cancel += cancel
+        self.close += close
+        self.log_create += log_create
+        self.log_save += log_save
+
+    def flush(self):
+        pool = Pool()
+        Activity = pool.get('crm.activity')
+        Log = pool.get('bpm.instance.log')
+        with without_check_access(), Transaction().set_context(
+                _bpm_sync=True):
+            if self.create:
+                for activity in Activity.create(self.create):
+                    self._activities[str(activity.origin)][
+                        activity.bpm_task] = activity
+            if self.cancel:
+                Activity.cancel(self.cancel)
+            if self.close:
+                Activity.do(self.close)
+            if self.log_create:
+                for log in Log.create(self.log_create):
+                    self._logs[log.instance.id][log.task] = log
+            if self.log_save:
+                Log.save(self.log_save)
+        self.create, self.cancel, self.close = [], [], []
+        self.log_create, self.log_save = [], []
 
 
 def _local(date):

@@ -603,3 +603,19 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
             (second.version, second.instances, second.running,
                 second.completion_rate),
             (v2, 1, 1, None))
+
+    @with_transaction()
+    def test_instances_started_together_share_the_work(self):
+        "Leads started in one batch go to the team members in turn"
+        pool = Pool()
+        crm = CrmSetup()
+        process, version = self.shipped('lead_qualification')
+        instances = process.start_instances(
+            [self.lead(crm, name=f"Lead {i}") for i in range(4)])
+        users = sorted(self.planned(i)[0].user.login for i in instances)
+        self.assertEqual(users, ['alice', 'alice', 'bob', 'bob'])
+        # The escalation timer of each call waits in the same calendar
+        for instance in instances:
+            call, = self.planned(instance)
+            timer, = self.planned(instance, kind='timer')
+            self.assertEqual(timer.user, call.user)
