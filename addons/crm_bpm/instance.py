@@ -670,10 +670,13 @@ class Instance(Workflow, ModelSQL, ModelView):
             raise engine.ServiceFailed(gettext(
                     'crm_bpm.msg_operation_no_recipient',
                     template=template.rec_name))
+        # The template gives lists of addresses, ir.email.send strings
+        to, cc, bcc = (', '.join(values.get(k) or [])
+            for k in ['to', 'cc', 'bcc'])
         self.__class__.__queue__.send_email(
-            self, template.id, values.get('to'), values.get('cc'),
-            values.get('bcc'), values.get('subject'), values.get('body'))
-        return {'to': values['to']}
+            self, template.id, to, cc, bcc, values.get('subject'),
+            values.get('body'))
+        return {'to': to}
 
     def send_email(self, template_id, to, cc, bcc, subject, body):
         pool = Pool()

@@ -2,11 +2,17 @@
 import datetime as dt
 import glob
 import os
+import socket
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
+from trytond import config
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
+from trytond.sendmail import SMTPDataManager
+from trytond.pyson import Eval, PYSONEncoder
 from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
@@ -99,6 +105,26 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
         with crm.company_context():
             lead, = Lead.create([values])
         return lead
+
+    def smtp_server(self):
+        "A real SMTP server on 127.0.0.1 that keeps what it receives"
+        class Inbox:
+            messages = []
+
+            async def handle_DATA(self, server, session, envelope):
+                self.messages.append(envelope)
+                return '250 OK'
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        inbox = Inbox()
+        controller = Controller(inbox, hostname='127.0.0.1', port=port)
+        controller.start()
+        self.addCleanup(controller.stop)
+        uri = config.get('email', 'uri')
+        config.set('email', 'uri', f'smtp://127.0.0.1:{port}')
+        self.addCleanup(config.set, 'email', 'uri', uri)
+        return inbox
 
     def instances(self, record):
         pool = Pool()
@@ -607,7 +633,6 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
     @with_transaction()
     def test_instances_started_together_share_the_work(self):
         "Leads started in one batch go to the team members in turn"
-        pool = Pool()
         crm = CrmSetup()
         process, version = self.shipped('lead_qualification')
         instances = process.start_instances(
@@ -619,3 +644,62 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
             call, = self.planned(instance)
             timer, = self.planned(instance, kind='timer')
             self.assertEqual(timer.user, call.user)
+
+    @with_transaction()
+    def test_email_and_notification_operations(self):
+        """A service task sends an email from a template once the step is
+        saved (from the queue), another notifies the owner"""
+        pool = Pool()
+        Template = pool.get('ir.email.template')
+        IrModel = pool.get('ir.model')
+        Email = pool.get('ir.email')
+        Instance = pool.get('bpm.instance')
+        crm = CrmSetup()
+        lead_model, = IrModel.search([('name', '=', 'crm.lead')])
+        Template.create([{
+                    'model': lead_model.id, 'name': "Welcome",
+                    'recipients_pyson': PYSONEncoder().encode(
+                        [Eval('self', {}).get('email')]),
+                    'subject': "Welcome ${record.contact_name}",
+                    'body': "We will call you soon.",
+                    }])
+        xml = bpmn(
+            '<bpmn:startEvent id="s"/>'
+            + service('welcome', 'crm/send_email', template="'Welcome'")
+            + service('tell', 'crm/notify', user="'owner'",
+                message="'New lead: ' + record.name")
+            + '<bpmn:endEvent id="e"/>' + chain('s', 'welcome', 'tell', 'e'))
+        process, version = self.process(xml)
+        smtp = self.smtp_server()
+        lead = self.lead(crm, email="jane@example.com", owner=crm.bob.id)
+        transaction = Transaction()
+        notifications = len(transaction.user_notifications)
+        with crm.company_context():
+            instance, = Instance.start(version, [lead])
+        self.assertEqual(instance.state, 'completed', instance.error)
+        note, = transaction.user_notifications[notifications:]
+        self.assertEqual(
+            (note.user, note.label), (crm.bob, "New lead: Website redesign"))
+        # Nothing is sent before the step is saved: the queue sends it
+        self.assertFalse(Email.search([('resource', '=', str(lead))]))
+        run_tasks()
+        email, = Email.search([('resource', '=', str(lead))])
+        self.assertEqual(
+            (email.recipients, email.subject),
+            ("jane@example.com", "Welcome Jane Doe"))
+        # Delivered to a real SMTP server, as the commit does
+        for manager in list(transaction._datamanagers):
+            if isinstance(manager, SMTPDataManager):
+                manager.tpc_vote(transaction)
+                manager.tpc_finish(transaction)
+        message, = smtp.messages
+        self.assertEqual(message.rcpt_tos, ["jane@example.com"])
+        self.assertIn(b"Subject: Welcome Jane Doe", message.content)
+
+        # Without a recipient the step fails and says why
+        other = self.lead(crm, name="No email", owner=crm.bob.id)
+        with crm.company_context():
+            instance, = Instance.start(version, [other])
+        self.assertEqual(
+            (instance.state, instance.error_element), ('failed', 'welcome'))
+        self.assertIn('no recipient', instance.error)
