@@ -1,6 +1,7 @@
 "Processes drawn in BPMN, run on leads: versions, tasks, timers, failures"
 import datetime as dt
 import glob
+import json
 import os
 import socket
 from pathlib import Path
@@ -239,6 +240,22 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
         self.assertIn('message events', refused['bpmn-event-gateway.bpmn'])
         self.assertIn(
             'bamboohr/GetPayRate', refused['spiff-service_task.bpmn'])
+
+    @with_transaction()
+    def test_definition_stored_once_per_version(self):
+        "Instances store their state only; the definition is the version's"
+        crm = CrmSetup()
+        process, version = self.shipped('lead_qualification')
+        first, second = process.start_instances(
+            [self.lead(crm, name=f"Lead {i}") for i in range(2)])
+        spec = json.loads(version.spec)
+        self.assertIn('qualify', json.dumps(spec['spec']))
+        for instance in [first, second]:
+            state = json.loads(instance.workflow)
+            self.assertNotIn('spec', state)
+            self.assertNotIn('subprocess_specs', state)
+            self.assertLess(len(instance.workflow), len(version.spec))
+            self.assertEqual(instance.serializer_version, '1.5')
 
     @with_transaction()
     def test_new_version_keeps_running_instances(self):
