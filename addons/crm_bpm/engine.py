@@ -251,12 +251,6 @@ class Definition:
         self.spec = spec            # JSON text, stored once per version
         self.elements = elements    # {bpmn id: {type, name, lane, ...}}
 
-    @property
-    def operations(self):
-        "{element id: operation name} of the service tasks"
-        return {i: e['operation'] for i, e in self.elements.items()
-            if e.get('operation')}
-
 
 def _root(xml):
     if isinstance(xml, str):
@@ -516,13 +510,6 @@ class Engine:
                 if getattr(t.task_spec, 'bpmn_id', None)})
 
     @staticmethod
-    def completed_elements(workflow):
-        return sorted({
-                t.task_spec.bpmn_id for t in workflow.get_tasks(
-                    state=TaskState.COMPLETED)
-                if getattr(t.task_spec, 'bpmn_id', None)})
-
-    @staticmethod
     def variables(workflow):
         "The process data: of the task that ran last, merged with workflow's"
         data = dict(workflow.data)
@@ -538,10 +525,6 @@ class Engine:
         for task in workflow.get_tasks(
                 state=TaskState.READY | TaskState.WAITING):
             task.data.update(values)
-
-    @staticmethod
-    def cancel(workflow):
-        workflow.cancel()
 
     def migrate(self, workflow, target):
         """Move a running workflow onto the definition of target (another
@@ -582,4 +565,3 @@ def state_name(task):
 
 
 ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
-DONE = TaskState.COMPLETED | TaskState.CANCELLED | TaskState.ERROR

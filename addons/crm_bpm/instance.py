@@ -597,9 +597,7 @@ class Instance(Workflow, ModelSQL, ModelView):
         writes = _batch_writes.get()
         if writes is not None:
             for values in writes.create:
-                if values.get('user') in load or any(
-                        u.id == values.get('user') for u in users):
-                    load[values['user']] = load.get(values['user'], 0) + 1
+                load[values['user']] = load.get(values['user'], 0) + 1
         return min(users, key=lambda u: (load.get(u.id, 0), u.id))
 
     # Service operations -----------------------------------------------------
