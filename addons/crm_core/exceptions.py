@@ -32,3 +32,11 @@ class ImportFileError(UserError):
 
 class MergeError(UserError):
     pass
+
+
+class WorkingCalendarValidationError(ValidationError):
+    pass
+
+
+class WorkingCalendarError(UserError):
+    pass

@@ -3,7 +3,8 @@ from urllib.parse import quote
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
-# Models whose record rules depend on who the user is and on their teams.
+# Models whose record rules depend on who the user is and on their teams
+# (other modules add theirs through Rule._crm_user_rule_models).
 USER_RULE_MODELS = {'crm.lead', 'crm.activity'}
 
 
@@ -28,11 +29,16 @@ class Rule(metaclass=PoolMeta):
     __name__ = 'ir.rule'
 
     @classmethod
+    def _crm_user_rule_models(cls):
+        "The models whose rules may use user_id and crm_teams"
+        return USER_RULE_MODELS
+
+    @classmethod
     def _get_context(cls, model_name):
         pool = Pool()
         User = pool.get('res.user')
         context = super()._get_context(model_name)
-        if model_name in USER_RULE_MODELS:
+        if model_name in cls._crm_user_rule_models():
             user_id = Transaction().user
             context['user_id'] = user_id
             context['crm_teams'] = User.get_crm_teams(user_id)
@@ -41,7 +47,7 @@ class Rule(metaclass=PoolMeta):
     @classmethod
     def _get_cache_key(cls, model_names):
         key = super()._get_cache_key(model_names)
-        if model_names & USER_RULE_MODELS:
+        if model_names & cls._crm_user_rule_models():
             # Team membership changes clear the rule cache (see crm.team).
             key = (*key, Transaction().user)
         return key

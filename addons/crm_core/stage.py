@@ -2,7 +2,26 @@ from trytond.model import (
     DeactivableMixin, ModelSQL, ModelView, sequence_ordered, fields)
 
 
-class Stage(DeactivableMixin, sequence_ordered(), ModelSQL, ModelView):
+
+class TeamStagesMixin:
+    """Stages with an optional team (empty: every team's) and a kind; crm
+    modules with stages of their own share it"""
+    __slots__ = ()
+
+    @classmethod
+    def for_team(cls, team, kind=None):
+        "Stages a team works with, in their order"
+        domain = [['OR',
+                ('team', '=', None),
+                ('team', '=', team.id if team else None),
+                ]]
+        if kind:
+            domain.append(('kind', '=', kind))
+        return cls.search(domain)
+
+class Stage(
+        TeamStagesMixin, DeactivableMixin, sequence_ordered(), ModelSQL,
+        ModelView):
     __name__ = 'crm.stage'
     __string__ = "CRM Stage"
 
@@ -30,16 +49,6 @@ class Stage(DeactivableMixin, sequence_ordered(), ModelSQL, ModelView):
     def default_probability(cls):
         return 10
 
-    @classmethod
-    def for_team(cls, team, kind=None):
-        "Stages a team works with, in their order"
-        domain = [['OR',
-                ('team', '=', None),
-                ('team', '=', team.id if team else None),
-                ]]
-        if kind:
-            domain.append(('kind', '=', kind))
-        return cls.search(domain)
 
 
 class LostReason(DeactivableMixin, ModelSQL, ModelView):

@@ -3,6 +3,7 @@ from sql import Union
 from trytond.model import (
     DeactivableMixin, ModelSQL, ModelView, fields)
 from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
 
@@ -15,6 +16,10 @@ class Team(DeactivableMixin, ModelSQL, ModelView):
     leader = fields.Many2One('res.user', "Leader")
     members = fields.Many2Many(
         'crm.team-res.user', 'team', 'user', "Members")
+    calendar = fields.Many2One(
+        'crm.working_calendar', "Business Hours",
+        domain=[('company', '=', Eval('company', -1))],
+        help="Working hours used to count support deadlines.")
     round_robin = fields.Boolean(
         "Round-Robin Assignment",
         help="Assign new leads without owner to the members in turn.")

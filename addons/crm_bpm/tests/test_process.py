@@ -3,21 +3,17 @@ import datetime as dt
 import glob
 import json
 import os
-import socket
 from pathlib import Path
 
-from aiosmtpd.controller import Controller
-
-from trytond import config
 from trytond.exceptions import UserError
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool
-from trytond.sendmail import SMTPDataManager
 from trytond.pyson import Eval, PYSONEncoder
 from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
-from crm_core.tests.tools import CrmDatabaseTestCase, CrmSetup, create_user
+from crm_core.tests.tools import (
+    CrmDatabaseTestCase, CrmSetup, create_user, deliver_mail, smtp_server)
 
 PROCESSES = Path(__file__).resolve().parents[1] / 'processes'
 SAMPLES = Path(os.environ.get(
@@ -106,26 +102,6 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
         with crm.company_context():
             lead, = Lead.create([values])
         return lead
-
-    def smtp_server(self):
-        "A real SMTP server on 127.0.0.1 that keeps what it receives"
-        class Inbox:
-            messages = []
-
-            async def handle_DATA(self, server, session, envelope):
-                self.messages.append(envelope)
-                return '250 OK'
-        with socket.socket() as sock:
-            sock.bind(('127.0.0.1', 0))
-            port = sock.getsockname()[1]
-        inbox = Inbox()
-        controller = Controller(inbox, hostname='127.0.0.1', port=port)
-        controller.start()
-        self.addCleanup(controller.stop)
-        uri = config.get('email', 'uri')
-        config.set('email', 'uri', f'smtp://127.0.0.1:{port}')
-        self.addCleanup(config.set, 'email', 'uri', uri)
-        return inbox
 
     def instances(self, record):
         pool = Pool()
@@ -687,7 +663,7 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
                 message="'New lead: ' + record.name")
             + '<bpmn:endEvent id="e"/>' + chain('s', 'welcome', 'tell', 'e'))
         process, version = self.process(xml)
-        smtp = self.smtp_server()
+        smtp = smtp_server(self)
         lead = self.lead(crm, email="jane@example.com", owner=crm.bob.id)
         transaction = Transaction()
         notifications = len(transaction.user_notifications)
@@ -705,10 +681,7 @@ class CrmBpmProcessTestCase(CrmDatabaseTestCase):
             (email.recipients, email.subject),
             ("jane@example.com", "Welcome Jane Doe"))
         # Delivered to a real SMTP server, as the commit does
-        for manager in list(transaction._datamanagers):
-            if isinstance(manager, SMTPDataManager):
-                manager.tpc_vote(transaction)
-                manager.tpc_finish(transaction)
+        deliver_mail()
         message, = smtp.messages
         self.assertEqual(message.rcpt_tos, ["jane@example.com"])
         self.assertIn(b"Subject: Welcome Jane Doe", message.content)

@@ -1,6 +1,7 @@
 "Test data shared by the CRM modules' tests"
 import contextlib
 import logging
+import socket
 from contextlib import ExitStack
 
 from trytond import backend
@@ -140,3 +141,41 @@ def count_queries():
         finally:
             logger.removeHandler(handler)
             logger.setLevel(level)
+
+
+def smtp_server(test):
+    """A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps the envelopes
+    it receives; trytond sends its mail there until the test ends"""
+    from aiosmtpd.controller import Controller
+
+    from trytond.config import config
+
+    class Inbox:
+        messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return '250 OK'
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    inbox = Inbox()
+    inbox.messages = []
+    controller = Controller(inbox, hostname='127.0.0.1', port=port)
+    controller.start()
+    test.addCleanup(controller.stop)
+    uri = config.get('email', 'uri')
+    config.set('email', 'uri', f'smtp://127.0.0.1:{port}')
+    test.addCleanup(config.set, 'email', 'uri', uri)
+    return inbox
+
+
+def deliver_mail():
+    """Send the mail the transaction holds, as its commit would, without
+    committing (the test's transaction is rolled back)"""
+    from trytond.sendmail import SMTPDataManager
+    transaction = Transaction()
+    for manager in list(transaction._datamanagers):
+        if isinstance(manager, SMTPDataManager):
+            manager.tpc_vote(transaction)
+            manager.tpc_finish(transaction)
