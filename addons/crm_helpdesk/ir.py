@@ -1,0 +1,19 @@
+from trytond.pool import PoolMeta
+
+
+class Rule(metaclass=PoolMeta):
+    __name__ = 'ir.rule'
+
+    @classmethod
+    def _crm_user_rule_models(cls):
+        return super()._crm_user_rule_models() | {'helpdesk.ticket'}
+
+
+class Cron(metaclass=PoolMeta):
+    __name__ = 'ir.cron'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.method.selection.append(
+            ('helpdesk.ticket|check_sla', "Check and Escalate Ticket SLAs"))

@@ -1,0 +1,955 @@
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from collections import defaultdict
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+from sql import Null
+from sql.aggregate import Count
+
+from trytond import config
+from trytond.i18n import gettext
+from trytond.model import (
+    ChatMixin, DeactivableMixin, Index, ModelSQL, ModelView, Unique, fields,
+    sequence_ordered, tree)
+from trytond.pool import Pool
+from trytond.pyson import Bool, Eval, If
+from trytond.sendmail import send_message_transactional
+from trytond.tools import grouped_slice
+from trytond.transaction import Transaction
+from trytond.url import http_host
+from trytond.wizard import Button, StateTransition, StateView, Wizard
+
+from crm_core.stage import TeamStagesMixin
+
+from . import mail
+from .exceptions import MergeError, TicketError
+
+PRIORITIES = [
+    ('0', "Low"),
+    ('1', "Normal"),
+    ('2', "High"),
+    ('3', "Urgent"),
+    ]
+CHANNELS = [
+    ('email', "Email"),
+    ('web', "Web Form"),
+    ('phone', "Phone"),
+    ('manual', "Manual"),
+    ]
+STAGE_KINDS = [
+    ('new', "New"),
+    ('in_progress', "In Progress"),
+    ('waiting', "Waiting on Customer"),
+    ('solved', "Solved"),
+    ('cancelled', "Cancelled"),
+    ]
+CLOSED = {'solved', 'cancelled'}
+SLA_STATUSES = [
+    (None, ""),
+    ('on_time', "On Time"),
+    ('at_risk', "At Risk"),
+    ('breached', "Breached"),
+    ('paused', "Paused"),
+    ]
+# Escalation levels, in order: a level is acted on once
+ESCALATION = {None: 0, 'at_risk': 1, 'breached': 2}
+# What a change of these fields does to the SLA of a ticket
+SLA_FIELDS = {'team', 'type', 'priority', 'party', 'stage', 'first_response'}
+RATINGS = [(None, "")] + [(str(i), str(i)) for i in range(1, 6)]
+
+
+def _now():
+    return dt.datetime.now().replace(microsecond=0)
+
+
+class Type(tree(separator=' / '), DeactivableMixin, ModelSQL, ModelView):
+    __name__ = 'helpdesk.type'
+    __string__ = "Helpdesk Ticket Type"
+
+    name = fields.Char("Name", required=True, translate=True)
+    parent = fields.Many2One(
+        'helpdesk.type', "Parent", ondelete='RESTRICT')
+    children = fields.One2Many('helpdesk.type', 'parent', "Children")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order.insert(0, ('name', 'ASC'))
+
+    def ancestors_and_self(self):
+        "This type, then its parents up to the root"
+        type_ = self
+        while type_:
+            yield type_
+            type_ = type_.parent
+
+
+class Stage(
+        TeamStagesMixin, sequence_ordered(), DeactivableMixin, ModelSQL,
+        ModelView):
+    __name__ = 'helpdesk.stage'
+    __string__ = "Helpdesk Stage"
+
+    name = fields.Char("Name", required=True, translate=True)
+    kind = fields.Selection(STAGE_KINDS, "Kind", required=True, sort=False,
+        help="What the stage means: the SLA clock pauses while the ticket "
+        "waits on the customer and stops once solved or cancelled.")
+    team = fields.Many2One(
+        'crm.team', "Team", ondelete='CASCADE',
+        help="Only for the tickets of this team; empty for every team.")
+
+    @classmethod
+    def default_kind(cls):
+        return 'in_progress'
+
+
+
+class Tag(DeactivableMixin, ModelSQL, ModelView):
+    __name__ = 'helpdesk.tag'
+    __string__ = "Helpdesk Tag"
+
+    name = fields.Char("Name", required=True, translate=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints = [
+            ('name_unique', Unique(t, t.name),
+                'crm_helpdesk.msg_tag_name_unique'),
+            ]
+        cls._order.insert(0, ('name', 'ASC'))
+
+
+class TicketTag(ModelSQL):
+    __name__ = 'helpdesk.ticket-helpdesk.tag'
+    __string__ = "Helpdesk Ticket - Tag"
+
+    ticket = fields.Many2One(
+        'helpdesk.ticket', "Ticket", required=True, ondelete='CASCADE')
+    tag = fields.Many2One(
+        'helpdesk.tag', "Tag", required=True, ondelete='CASCADE')
+
+
+class Ticket(ChatMixin, ModelSQL, ModelView):
+    __name__ = 'helpdesk.ticket'
+    __string__ = "Helpdesk Ticket"
+    _rec_name = 'number'
+
+    _open = {'readonly': Eval('kind').in_(list(CLOSED))}
+
+    number = fields.Char("Number", readonly=True)
+    company = fields.Many2One(
+        'company.company', "Company", required=True, states=_open)
+    subject = fields.Char("Subject", required=True, states=_open)
+    description = fields.Text("Description", states=_open)
+    party = fields.Many2One(
+        'party.party', "Party", ondelete='RESTRICT', states=_open,
+        context={'company': Eval('company', -1)}, depends={'company'},
+        help="The customer who asks.")
+    contact = fields.Many2One(
+        'party.party', "Contact Person", ondelete='RESTRICT', states=_open,
+        context={'company': Eval('company', -1)}, depends={'company'})
+    email = fields.Char(
+        "Email", states=_open,
+        help="Where the customer receives the answers and the status link.")
+    team = fields.Many2One(
+        'crm.team', "Team", ondelete='RESTRICT', states=_open,
+        domain=[('company', '=', Eval('company', -1))])
+    user = fields.Many2One(
+        'res.user', "Assigned To", ondelete='RESTRICT', states=_open)
+    type = fields.Many2One(
+        'helpdesk.type', "Type", ondelete='RESTRICT', states=_open)
+    priority = fields.Selection(
+        PRIORITIES, "Priority", required=True, sort=False, states=_open)
+    channel = fields.Selection(
+        CHANNELS, "Channel", required=True, sort=False, states=_open)
+    stage = fields.Many2One(
+        'helpdesk.stage', "Stage", required=True, ondelete='RESTRICT',
+        domain=[['OR',
+                ('team', '=', None),
+                ('team', '=', Eval('team', -1)),
+                ]])
+    kind = fields.Function(
+        fields.Selection(STAGE_KINDS, "Stage Kind"),
+        'on_change_with_kind', searcher='search_kind')
+    tags = fields.Many2Many(
+        'helpdesk.ticket-helpdesk.tag', 'ticket', 'tag', "Tags")
+    lead = fields.Many2One(
+        'crm.lead', "Lead", ondelete='SET NULL', states=_open,
+        domain=[If(Bool(Eval('party')),
+                ('party', '=', Eval('party', -1)), ())],
+        help="The lead or opportunity the request is about.")
+    parent = fields.Many2One(
+        'helpdesk.ticket', "Parent Ticket", ondelete='SET NULL',
+        states=_open)
+    children = fields.One2Many('helpdesk.ticket', 'parent', "Sub-Tickets")
+    merged_into = fields.Many2One(
+        'helpdesk.ticket', "Merged Into", readonly=True, ondelete='SET NULL')
+    merged = fields.One2Many(
+        'helpdesk.ticket', 'merged_into', "Merged Tickets", readonly=True)
+    opened = fields.DateTime("Opened", required=True, readonly=True)
+    first_response = fields.DateTime("First Response", readonly=True)
+    solved = fields.DateTime("Solved", readonly=True)
+    closed = fields.DateTime("Closed", readonly=True)
+
+    sla = fields.Many2One(
+        'helpdesk.sla', "SLA Policy", readonly=True, ondelete='SET NULL')
+    response_deadline = fields.DateTime("Response Due", readonly=True)
+    resolution_deadline = fields.DateTime("Resolution Due", readonly=True)
+    sla_status = fields.Selection(
+        SLA_STATUSES, "SLA", readonly=True, sort=False)
+    sla_paused = fields.TimeDelta(
+        "Time Waiting on Customer", readonly=True,
+        help="Working time spent waiting on the customer: it does not "
+        "count towards the resolution target.")
+    paused_since = fields.DateTime("Waiting Since", readonly=True)
+    sla_check = fields.DateTime("Next SLA Check", readonly=True)
+    sla_escalated = fields.Selection([
+            (None, ""),
+            ('at_risk', "At Risk"),
+            ('breached', "Breached"),
+            ], "Escalated", readonly=True, sort=False)
+
+    rating = fields.Selection(RATINGS, "Rating", readonly=True, sort=False)
+    rating_comment = fields.Text("Rating Comment", readonly=True)
+    token = fields.Char("Token", readonly=True, strip=False)
+    activities = fields.One2Many('crm.activity', 'origin', "Activities",
+        readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.update({
+                Index(t, (t.number, Index.Equality())),
+                Index(t, (t.team, Index.Equality()),
+                    (t.closed, Index.Equality()),
+                    where=t.closed == Null),
+                Index(t, (t.sla_check, Index.Range()),
+                    where=t.sla_check != Null),
+                Index(t, (t.party, Index.Equality())),
+                })
+        cls._order = [('opened', 'DESC'), ('id', 'DESC')]
+        cls._buttons.update({
+                'reply': {
+                    'invisible': Eval('kind').in_(['cancelled']),
+                    'depends': ['kind'],
+                    },
+                'solve': {
+                    'invisible': Eval('kind').in_(list(CLOSED)),
+                    'depends': ['kind'],
+                    },
+                'reopen': {
+                    'invisible': ~Eval('kind').in_(list(CLOSED)),
+                    'depends': ['kind'],
+                    },
+                'merge': {
+                    'invisible': Eval('kind').in_(list(CLOSED)),
+                    'depends': ['kind'],
+                    },
+                })
+
+    @classmethod
+    def default_company(cls):
+        return Transaction().context.get('company')
+
+    @classmethod
+    def default_priority(cls):
+        return '1'
+
+    @classmethod
+    def default_channel(cls):
+        return 'manual'
+
+    @classmethod
+    def default_opened(cls):
+        return _now()
+
+    @classmethod
+    def default_stage(cls):
+        pool = Pool()
+        Stage = pool.get('helpdesk.stage')
+        stages = Stage.search([('kind', '=', 'new'), ('team', '=', None)],
+            limit=1)
+        if stages:
+            return stages[0].id
+
+    @fields.depends('stage')
+    def on_change_with_kind(self, name=None):
+        if self.stage:
+            return self.stage.kind
+
+    @classmethod
+    def search_kind(cls, name, clause):
+        return [('stage.kind', *clause[1:])]
+
+    @fields.depends('party', 'contact', 'email')
+    def on_change_party(self):
+        if self.party and not self.email:
+            self.email = self._email_of(self.contact or self.party)
+
+    @fields.depends('contact', 'party', 'email')
+    def on_change_contact(self):
+        if self.contact:
+            email = self._email_of(self.contact)
+            if email:
+                self.email = email
+
+    @staticmethod
+    def _email_of(party):
+        for mechanism in party.contact_mechanisms:
+            if mechanism.type == 'email' and mechanism.value:
+                return mechanism.value
+
+    @classmethod
+    def view_attributes(cls):
+        return super().view_attributes() + [
+            ('/tree', 'visual',
+                If(Eval('sla_status') == 'breached', 'danger',
+                    If(Eval('sla_status') == 'at_risk', 'warning',
+                        If(Eval('kind').in_(list(CLOSED)), 'muted', '')))),
+            ('/tree/field[@name="sla_status"]', 'visual',
+                If(Eval('sla_status') == 'breached', 'danger',
+                    If(Eval('sla_status') == 'at_risk', 'warning',
+                        If(Eval('sla_status') == 'on_time', 'success', '')))),
+            ]
+
+    def get_rec_name(self, name):
+        if self.number:
+            return f'{self.number}: {self.subject}'
+        return self.subject
+
+    @classmethod
+    def search_rec_name(cls, name, clause):
+        _, operator, value = clause
+        bool_op = 'AND' if operator.startswith('!') else 'OR'
+        return [bool_op,
+            ('number', *clause[1:]),
+            ('subject', *clause[1:]),
+            ]
+
+    def chat_language(self, audience='internal'):
+        party = self.contact or self.party
+        if audience == 'public' and party and party.lang:
+            return party.lang.code
+
+    # Creation and changes --------------------------------------------------
+
+    @classmethod
+    def preprocess_values(cls, mode, values):
+        pool = Pool()
+        Configuration = pool.get('helpdesk.configuration')
+        values = super().preprocess_values(mode, values)
+        if mode == 'create':
+            if not values.get('number'):
+                values['number'] = Configuration(1).get_ticket_sequence(
+                    ).get()
+            values.setdefault('token', secrets.token_urlsafe(24))
+            if values.get('email'):
+                values['email'] = values['email'].strip()
+        return values
+
+    @classmethod
+    def check_modification(cls, mode, tickets, values=None, external=False):
+        super().check_modification(
+            mode, tickets, values=values, external=external)
+        if mode == 'delete':
+            for ticket in tickets:
+                if ticket.kind not in {'new', 'cancelled'} or ticket.merged:
+                    raise TicketError(gettext(
+                            'crm_helpdesk.msg_ticket_delete',
+                            ticket=ticket.rec_name))
+
+    @classmethod
+    def on_modification(cls, mode, tickets, field_names=None):
+        super().on_modification(mode, tickets, field_names=field_names)
+        if mode == 'create':
+            cls.assign(tickets)
+            cls.update_sla(tickets)
+            cls.notify_customer(tickets, 'created')
+        elif mode == 'write' and field_names & SLA_FIELDS:
+            solved = [t for t in tickets if t.kind == 'solved'
+                and not t.solved]
+            cls.update_sla(tickets)
+            if solved:
+                cls.notify_customer(solved, 'solved')
+
+    @classmethod
+    def copy(cls, tickets, default=None):
+        default = default.copy() if default is not None else {}
+        for name in ['number', 'token', 'first_response', 'solved', 'closed',
+                'merged_into', 'merged', 'children', 'activities', 'rating',
+                'rating_comment', 'sla', 'response_deadline',
+                'resolution_deadline', 'sla_status', 'sla_paused',
+                'paused_since', 'sla_check', 'sla_escalated']:
+            default.setdefault(name)
+        default.setdefault('opened', _now())
+        default.setdefault('stage', cls.default_stage())
+        return super().copy(tickets, default=default)
+
+    # Assignment ------------------------------------------------------------
+
+    @classmethod
+    def assign(cls, tickets):
+        """Give the tickets without assignee to a member of their team, as
+        the team's assignment says"""
+        by_team = defaultdict(list)
+        for ticket in tickets:
+            if not ticket.user and ticket.team and ticket.kind not in CLOSED:
+                by_team[ticket.team].append(ticket)
+        to_write = []
+        for team, team_tickets in by_team.items():
+            users = team.helpdesk_assignees(len(team_tickets))
+            for ticket, user in zip(team_tickets, users):
+                if user:
+                    to_write.extend(([ticket], {'user': user}))
+        if to_write:
+            cls.write(*to_write)
+
+    @classmethod
+    def open_counts(cls, users):
+        "{user id: number of open tickets assigned to them}"
+        table = cls.__table__()
+        stage = Pool().get('helpdesk.stage').__table__()
+        cursor = Transaction().connection.cursor()
+        counts = dict.fromkeys(users, 0)
+        for sub_users in grouped_slice(users):
+            cursor.execute(*table.join(stage,
+                    condition=table.stage == stage.id).select(
+                    table.user, Count(table.id),
+                    where=table.user.in_(list(sub_users))
+                    & ~stage.kind.in_(list(CLOSED)),
+                    group_by=[table.user]))
+            counts.update(cursor)
+        return counts
+
+    # SLA -------------------------------------------------------------------
+
+    @classmethod
+    def update_sla(cls, tickets, now=None):
+        """Choose the SLA policy of each ticket and say where it stands:
+        deadlines, status and when to look again. Pauses and resumes the
+        resolution clock with the stage. Return the tickets whose status
+        reached a new escalation level."""
+        pool = Pool()
+        SLA = pool.get('helpdesk.sla')
+        now = now or _now()
+        policies = SLA.policies()
+        to_write = []
+        escalate = []
+        for ticket in tickets:
+            values = ticket._sla_values(policies, now)
+            changed = {k: v for k, v in values.items()
+                if getattr(ticket, k) != v}
+            if changed:
+                to_write.extend(([ticket], changed))
+        if to_write:
+            cls.write(*to_write)
+        for ticket in tickets:
+            if (ESCALATION.get(ticket.sla_status, 0)
+                    > ESCALATION[ticket.sla_escalated]):
+                escalate.append(ticket)
+        return escalate
+
+    def _sla_values(self, policies, now):
+        kind = self.kind
+        values = {}
+        # The dates of the stage kind
+        if kind == 'solved':
+            values['solved'] = self.solved or now
+        else:
+            values['solved'] = None
+        values['closed'] = (self.closed or now) if kind in CLOSED else None
+
+        sla = self._find_sla(policies)
+        values['sla'] = sla.id if sla else None
+        if not sla:
+            values.update(response_deadline=None, resolution_deadline=None,
+                sla_status=None, sla_check=None, paused_since=None)
+            return values
+        clock = sla.team.working_clock()
+        paused = self.sla_paused or dt.timedelta()
+        paused_since = self.paused_since
+        if kind == 'waiting':
+            paused_since = paused_since or now
+        elif paused_since:
+            paused += clock.between(paused_since, now)
+            paused_since = None
+        values['sla_paused'] = paused
+        values['paused_since'] = paused_since
+
+        opened = self.opened
+        response_due = clock.add(opened, sla.first_response_time)
+        response_risk = clock.add(opened, sla.first_response_time
+            * (sla.at_risk / 100))
+        resolution_due = clock.add(opened, sla.resolution_time + paused)
+        resolution_risk = clock.add(opened, sla.resolution_time
+            * (sla.at_risk / 100) + paused)
+        values['response_deadline'] = response_due
+        values['resolution_deadline'] = (
+            None if paused_since else resolution_due)
+
+        responded = self.first_response
+        end = values['solved'] or values['closed']
+        breached = (
+            (responded or end or now) > response_due
+            or (not paused_since and (end or now) > resolution_due))
+        if kind == 'cancelled':
+            status = None
+        elif breached:
+            status = 'breached'
+        elif end:
+            status = 'on_time'
+        elif paused_since:
+            status = 'paused'
+        elif ((not responded and now >= response_risk)
+                or now >= resolution_risk):
+            status = 'at_risk'
+        else:
+            status = 'on_time'
+        values['sla_status'] = status
+
+        # The next moment the status would change by itself
+        moments = []
+        if not end and not paused_since and status != 'breached':
+            if not responded:
+                moments += [response_risk, response_due]
+            moments += [resolution_risk, resolution_due]
+        moments = [m for m in moments if m > now]
+        values['sla_check'] = min(moments) if moments else None
+        return values
+
+    def _find_sla(self, policies):
+        "The first policy of the team that fits the ticket"
+        if not self.team:
+            return None
+        types = {t.id for t in self.type.ancestors_and_self()} if self.type \
+            else set()
+        categories = {c.id for c in self.party.categories} if self.party \
+            else set()
+        for policy in policies.get(self.team.id, []):
+            if policy.type and policy.type.id not in types:
+                continue
+            if policy.priority and policy.priority != self.priority:
+                continue
+            if policy.category and policy.category.id not in categories:
+                continue
+            return policy
+
+    @classmethod
+    def check_sla(cls, now=None):
+        """Cron: the tickets whose SLA status changes now, found by the
+        indexed next check; escalate those that reached a new level"""
+        now = now or _now()
+        tickets = cls.search([
+                ('sla_check', '!=', None),
+                ('sla_check', '<=', now),
+                ], order=[('sla_check', 'ASC')])
+        escalate = []
+        for sub_tickets in grouped_slice(tickets, 500):
+            escalate += cls.update_sla(cls.browse(sub_tickets), now=now)
+        if escalate:
+            cls.escalate(escalate)
+        return tickets
+
+    @classmethod
+    def escalate(cls, tickets):
+        """Act once per level reached: tell the assignee and the team
+        leader; when breached, raise the priority or reassign as the
+        policy says. The ticket's conversation keeps a note of it."""
+        pool = Pool()
+        User = pool.get('res.user')
+        to_write = []
+        for ticket in tickets:
+            level = ticket.sla_status
+            values = {'sla_escalated': level}
+            sla = ticket.sla
+            actions = []
+            if level == 'breached' and sla:
+                if sla.raise_priority and ticket.priority < '3':
+                    values['priority'] = str(int(ticket.priority) + 1)
+                    actions.append(gettext(
+                            'crm_helpdesk.msg_escalation_priority',
+                            priority=dict(ticket.fields_get(['priority'])
+                                ['priority']['selection'])[
+                                    values['priority']]))
+                user = sla.reassign_user_for(ticket)
+                if user and user != ticket.user:
+                    values['user'] = user.id
+                    actions.append(gettext(
+                            'crm_helpdesk.msg_escalation_reassign',
+                            user=user.rec_name))
+            to_write.extend(([ticket], values))
+            recipients = {u for u in [ticket.user,
+                    ticket.team.leader if ticket.team else None,
+                    User(values['user']) if 'user' in values else None]
+                if u}
+            message = gettext(
+                'crm_helpdesk.msg_escalation_%s' % level,
+                ticket=ticket.rec_name)
+            for user in recipients:
+                cls.notify_user([ticket], 'tryton-warning', message,
+                    user=user.id)
+            ticket.post_answer(gettext('crm_helpdesk.msg_escalation_note',
+                    note=' '.join([message] + actions)),
+                audience='internal', system=True)
+        if to_write:
+            # The new priority may call for another policy
+            cls.write(*to_write)
+
+    # Conversation and emails ----------------------------------------------
+
+    def _signature(self, payload):
+        "An HMAC of the payload that only this database can make"
+        pool = Pool()
+        Configuration = pool.get('helpdesk.configuration')
+        key = Configuration(1).get_secret().encode() + self.token.encode()
+        return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+    def status_url(self, expires=None):
+        """The customer's link to the status page: signed, it expires and
+        names the ticket it was made for"""
+        pool = Pool()
+        Configuration = pool.get('helpdesk.configuration')
+        if expires is None:
+            days = Configuration(1).link_validity or 30
+            expires = int((dt.datetime.utcnow()
+                    + dt.timedelta(days=days)).timestamp())
+        signature = self._signature(f'status:{self.id}:{expires}')[:32]
+        database = Transaction().database.name
+        return (f'{http_host()}/{database}/helpdesk/status/'
+            f'{self.id}/{expires}/{signature}')
+
+    @classmethod
+    def from_link(cls, ticket_id, expires, signature, now=None):
+        """The ticket of a status link, or None when the link is altered or
+        expired"""
+        now = now or dt.datetime.utcnow()
+        tickets = cls.search([('id', '=', ticket_id)])
+        if not tickets:
+            return None
+        ticket, = tickets
+        expected = ticket._signature(f'status:{ticket.id}:{expires}')[:32]
+        if not (isinstance(signature, str) and signature.isascii()
+                and hmac.compare_digest(expected, signature)):
+            return None
+        if expires < now.timestamp():
+            return None
+        return ticket
+
+    def reply_token(self):
+        "The token of the reply-to address, checked when a reply comes back"
+        return f'{self.id}.{self._signature(f"reply:{self.id}")[:12]}'
+
+    @classmethod
+    def from_reply_token(cls, token):
+        ticket_id, _, signature = token.partition('.')
+        try:
+            ticket_id = int(ticket_id)
+        except ValueError:
+            return None
+        tickets = cls.search([('id', '=', ticket_id)])
+        if tickets and signature.isascii() and hmac.compare_digest(
+                tickets[0]._signature(f'reply:{ticket_id}')[:12], signature):
+            return tickets[0]
+
+    def _placeholders(self):
+        return {
+            'number': self.number or '',
+            'subject': self.subject or '',
+            'party': self.party.rec_name if self.party else '',
+            'contact': (self.contact or self.party).rec_name
+            if (self.contact or self.party) else '',
+            'agent': self.user.rec_name if self.user else '',
+            'team': self.team.rec_name if self.team else '',
+            'status_url': self.status_url() if self.id else '',
+            }
+
+    def render(self, template):
+        "The text of a canned response for this ticket"
+        return template.render(self._placeholders())
+
+    @classmethod
+    def notify_customer(cls, tickets, event):
+        """Tell each customer that their ticket was created or solved, with
+        the template of the configuration, as a public message"""
+        pool = Pool()
+        Configuration = pool.get('helpdesk.configuration')
+        config_ = Configuration(1)
+        template = getattr(config_, f'template_{event}', None)
+        if not template or Transaction().context.get('helpdesk_silent'):
+            return
+        for ticket in tickets:
+            if ticket.email and ticket.channel != 'phone':
+                ticket.post_answer(ticket.render(template), system=True)
+
+    def post_answer(self, content, audience='public', system=False):
+        """Post a message of the current user on the ticket: a public one
+        is emailed to the customer and counts as the first response"""
+        pool = Pool()
+        Channel = pool.get('ir.chat.channel')
+        with Transaction().set_context(
+                helpdesk_system=system, _notify=False):
+            return Channel.post(self, content, audience=audience)
+
+    def on_message(self, message, system=False):
+        """A message was added to the conversation: an email to the
+        customer for an answer, the first response date, an activity in
+        the party's history"""
+        pool = Pool()
+        Activity = pool.get('crm.activity')
+        if message.audience != 'public':
+            return
+        inbound = bool(message.email and not message.user)
+        if not inbound:
+            if self.email:
+                self._send(message)
+            if not system and not self.first_response:
+                self.__class__.write([self], {'first_response': _now()})
+        elif self.kind == 'waiting':
+            # The customer answered: the ticket is back with the team
+            stages = [s for s in pool.get('helpdesk.stage').for_team(
+                    self.team, 'in_progress')]
+            if stages:
+                self.__class__.write([self], {'stage': stages[0].id})
+        if self.party:
+            Activity.create([{
+                        'type': 'email',
+                        'subject': self.rec_name,
+                        'description': message.content,
+                        'party': self.party.id,
+                        'origin': str(self),
+                        'start': _now(),
+                        'company': self.company.id,
+                        # The customer's message is in the agent's history
+                        'user': (message.user or self.user
+                            or (self.team.leader if self.team else None)
+                            or pool.get('res.user')(Transaction().user)).id,
+                        'state': 'done',
+                        'outcome': (gettext('crm_helpdesk.msg_activity_in')
+                            if inbound else gettext(
+                                'crm_helpdesk.msg_activity_out')),
+                        }])
+
+    def _send(self, message):
+        "Email a public message to the customer, threaded with the others"
+        pool = Pool()
+        Configuration = pool.get('helpdesk.configuration')
+        Message = pool.get('ir.chat.message')
+        config_ = Configuration(1)
+        sender = config_.support_address or config.get('email', 'from')
+        if not sender:
+            return
+        msg = EmailMessage()
+        msg['From'] = formataddr((config_.support_name or '', sender))
+        msg['To'] = self.email
+        msg['Reply-To'] = mail.reply_address(sender, self.reply_token())
+        msg['Subject'] = f'[{self.number}] {self.subject}'
+        msg['Auto-Submitted'] = 'auto-replied' if Transaction().context.get(
+            'helpdesk_system') else 'no'
+        references = [m.reference for m in Message.search([
+                    ('channel.resource', '=', str(self)),
+                    ('reference', '!=', None),
+                    ], order=[('id', 'ASC')])]
+        if references:
+            msg['In-Reply-To'] = f'<{references[-1]}>'
+            msg['References'] = ' '.join(f'<{r}>' for r in references[-10:])
+        domain = sender.rpartition('@')[2] or None
+        message_id = make_msgid(domain=domain)
+        msg['Message-ID'] = message_id
+        msg.set_content(message.content + '\n\n-- \n' + gettext(
+                'crm_helpdesk.msg_email_footer', url=self.status_url()))
+        send_message_transactional(msg)
+        Message.write([message], {'reference': message_id.strip('<>')})
+
+    def from_customer(self, address):
+        "Whether the address is the ticket's customer's"
+        address = (address or '').lower()
+        if self.email and self.email.lower() == address:
+            return True
+        for party in filter(None, [self.party, self.contact]):
+            for mechanism in party.contact_mechanisms:
+                if (mechanism.type == 'email'
+                        and (mechanism.value or '').lower() == address):
+                    return True
+        return False
+
+    # Buttons ---------------------------------------------------------------
+
+    @classmethod
+    @ModelView.button_action('crm_helpdesk.wizard_ticket_reply')
+    def reply(cls, tickets):
+        pass
+
+    @classmethod
+    @ModelView.button
+    def solve(cls, tickets):
+        cls._to_kind(tickets, 'solved')
+
+    @classmethod
+    @ModelView.button
+    def reopen(cls, tickets):
+        cls._to_kind(tickets, 'in_progress')
+
+    @classmethod
+    @ModelView.button_action('crm_helpdesk.wizard_ticket_merge')
+    def merge(cls, tickets):
+        pass
+
+    @classmethod
+    def _to_kind(cls, tickets, kind):
+        pool = Pool()
+        Stage = pool.get('helpdesk.stage')
+        to_write = []
+        for ticket in tickets:
+            stages = Stage.for_team(ticket.team, kind)
+            if not stages:
+                raise TicketError(gettext(
+                        'crm_helpdesk.msg_ticket_no_stage',
+                        kind=dict(STAGE_KINDS)[kind]))
+            to_write.extend(([ticket], {'stage': stages[0].id}))
+        if to_write:
+            cls.write(*to_write)
+
+    def merge_into(self, target):
+        """Merge this duplicate into target: its messages and attachments
+        move over, it is cancelled and keeps a link to target"""
+        pool = Pool()
+        Channel = pool.get('ir.chat.channel')
+        Message = pool.get('ir.chat.message')
+        Attachment = pool.get('ir.attachment')
+        Activity = pool.get('crm.activity')
+        if target == self or target.merged_into:
+            raise MergeError(gettext(
+                    'crm_helpdesk.msg_ticket_merge_target',
+                    ticket=target.rec_name))
+        channels = Channel.search([('resource', '=', str(self))])
+        if channels:
+            target_channel = Channel._get_channel(target)
+            Message.write(Message.search([('channel', 'in', channels)]),
+                {'channel': target_channel.id})
+        attachments = Attachment.search([('resource', '=', str(self))])
+        if attachments:
+            Attachment.write(attachments, {'resource': str(target)})
+        activities = Activity.search([('origin', '=', str(self))])
+        if activities:
+            Activity.write(activities, {'origin': str(target)})
+        cancelled = Pool().get('helpdesk.stage').for_team(
+            self.team, 'cancelled')
+        values = {'merged_into': target.id}
+        if cancelled:
+            values['stage'] = cancelled[0].id
+        with Transaction().set_context(helpdesk_silent=True):
+            self.__class__.write([self], values)
+        target.post_answer(gettext('crm_helpdesk.msg_ticket_merged',
+                ticket=self.rec_name), audience='internal', system=True)
+
+    # Email to ticket -------------------------------------------------------
+
+    @classmethod
+    def from_inbound_email(cls, email_, rule):
+        "Action of an inbound email rule: a new ticket or a reply to one"
+        from .inbound_email import receive
+        return receive(email_, rule)
+
+
+class ReplyStart(ModelView):
+    __name__ = 'helpdesk.ticket.reply.start'
+    __string__ = "Reply to Ticket"
+
+    ticket = fields.Many2One('helpdesk.ticket', "Ticket", readonly=True)
+    template = fields.Many2One(
+        'helpdesk.template', "Canned Response",
+        domain=[['OR',
+                ('team', '=', None),
+                ('team', '=', Eval('team', -1)),
+                ]])
+    team = fields.Many2One('crm.team', "Team", readonly=True)
+    audience = fields.Selection([
+            ('public', "Answer to the customer"),
+            ('internal', "Internal note"),
+            ], "Audience", required=True)
+    content = fields.Text("Message", required=True)
+    then = fields.Selection([
+            (None, "Keep the stage"),
+            ('waiting', "Wait on the customer"),
+            ('solved', "Mark solved"),
+            ], "Then", sort=False)
+
+    @fields.depends('template', 'ticket', 'content')
+    def on_change_template(self):
+        if self.template and self.ticket:
+            text = self.ticket.render(self.template)
+            self.content = (
+                f'{self.content.rstrip()}\n\n{text}' if self.content
+                else text)
+
+
+class Reply(Wizard):
+    __name__ = 'helpdesk.ticket.reply'
+    start = StateView('helpdesk.ticket.reply.start',
+        'crm_helpdesk.ticket_reply_start_view_form', [
+            Button("Cancel", 'end', 'tryton-cancel'),
+            Button("Send", 'send', 'tryton-ok', default=True),
+            ])
+    send = StateTransition()
+
+    def default_start(self, fields):
+        return {
+            'ticket': self.record.id,
+            'team': self.record.team.id if self.record.team else None,
+            'audience': 'public',
+            }
+
+    def transition_send(self):
+        ticket = self.record
+        ticket.post_answer(self.start.content, audience=self.start.audience)
+        if self.start.then:
+            ticket.__class__._to_kind([ticket], self.start.then)
+        return 'end'
+
+
+class MergeStart(ModelView):
+    __name__ = 'helpdesk.ticket.merge.start'
+    __string__ = "Merge Tickets"
+
+    target = fields.Many2One(
+        'helpdesk.ticket', "Keep", required=True,
+        domain=[
+            ('id', 'in', Eval('tickets', [])),
+            ],
+        help="The ticket that stays; the others are merged into it.")
+    tickets = fields.Many2Many(
+        'helpdesk.ticket', None, None, "Tickets", readonly=True)
+
+
+class Merge(Wizard):
+    __name__ = 'helpdesk.ticket.merge'
+    start = StateView('helpdesk.ticket.merge.start',
+        'crm_helpdesk.ticket_merge_start_view_form', [
+            Button("Cancel", 'end', 'tryton-cancel'),
+            Button("Merge", 'merge', 'tryton-ok', default=True),
+            ])
+    merge = StateTransition()
+
+    def default_start(self, fields):
+        tickets = list(self.records)
+        if len(tickets) < 2:
+            raise MergeError(gettext('crm_helpdesk.msg_ticket_merge_two'))
+        # The oldest one stays by default: replies refer to it
+        oldest = min(tickets, key=lambda t: (t.opened, t.id))
+        return {
+            'target': oldest.id,
+            'tickets': [t.id for t in tickets],
+            }
+
+    def transition_merge(self):
+        target = self.start.target
+        for ticket in self.records:
+            if ticket != target:
+                ticket.merge_into(target)
+        return 'end'
