@@ -13,12 +13,12 @@ from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from crm_core.tests.tools import (
-    CrmDatabaseTestCase, CrmSetup, create_user, deliver_mail, smtp_server)
+    CrmDatabaseTestCase, CrmSetup, create_user, deliver_mail, shared_samples,
+    smtp_server)
 
 PROCESSES = Path(__file__).resolve().parents[1] / 'processes'
 SAMPLES = Path(os.environ.get(
-        'CRM_BPMN_SAMPLES',
-        Path(__file__).resolve().parents[4] / 'shared' / 'bpmn-samples'))
+        'CRM_BPMN_SAMPLES', shared_samples('bpmn-samples')))
 
 
 # Samples whose scripts call a function of their authors' test suite

@@ -179,3 +179,20 @@ def deliver_mail():
         if isinstance(manager, SMTPDataManager):
             manager.tpc_vote(transaction)
             manager.tpc_finish(transaction)
+
+
+def shared_samples(name):
+    """The folder of test data written by others (../shared/<name> of the
+    checkout): CRM_SHARED_DIR, else the first shared/<name> found beside
+    the checkout or above it (a clone elsewhere still finds the
+    workspace's), else /work/shared/<name>"""
+    import os
+    from pathlib import Path
+    if os.environ.get('CRM_SHARED_DIR'):
+        return Path(os.environ['CRM_SHARED_DIR']) / name
+    root = Path(__file__).resolve().parents[3]
+    for parent in root.parents:
+        candidate = parent / 'shared' / name
+        if candidate.is_dir():
+            return candidate
+    return Path('/work/shared') / name

@@ -11,13 +11,14 @@ from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from crm_core.tests.tools import (
-    CrmDatabaseTestCase, create_party, deliver_mail, smtp_server)
+    CrmDatabaseTestCase, create_party, deliver_mail, shared_samples,
+    smtp_server)
 from trytond.modules.company.tests import set_company
 
 from .test_helpdesk import HelpdeskSetup
 
 DATA = Path(__file__).parent / 'data'
-SAMPLES = Path(__file__).resolve().parents[4] / 'shared' / 'email-samples'
+SAMPLES = shared_samples('email-samples')
 ACTION = 'helpdesk.ticket|from_inbound_email'
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from .. import mail
 
+from crm_core.tests.tools import shared_samples
+
 DATA = Path(__file__).resolve().parent / 'data'
-# ../shared/email-samples relative to the root of the checkout
-SAMPLES = (Path(__file__).resolve().parents[3].parent
-    / 'shared' / 'email-samples')
+# ../shared/email-samples of the workspace (see shared_samples)
+SAMPLES = shared_samples('email-samples')
 
 
 def data(name):
