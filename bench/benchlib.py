@@ -12,16 +12,21 @@ import argparse
 import contextlib
 import cProfile
 import datetime as dt
+import http.client
 import io
 import logging
 import os
 import pstats
 import random
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 DEFAULT_URI = 'postgresql://postgres@127.0.0.1:5432/'
 BENCH_URI = os.environ.get('CRM_BENCH_DB_URI', DEFAULT_URI)
@@ -365,3 +370,87 @@ def profiled(path=None, top=25):
         stats = pstats.Stats(profile, stream=out)
         stats.sort_stats('cumulative').print_stats(top)
         log(f"profile written to {path}\n{out.getvalue()}")
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def start_servers(name, count=2, env=None, probe='/'):
+    """count trytond processes serving the database, each on its own port
+    (env: more TRYTOND_* settings; probe: a path of the database answered
+    once the server is up). Return [(process, port)]."""
+    servers = []
+    for _ in range(count):
+        port = free_port()
+        server_env = {**os.environ,
+            'TRYTOND_DATABASE__URI': BENCH_URI,
+            'TRYTOND_WEB__LISTEN': f'127.0.0.1:{port}',
+            'TRYTOND_LOGGING_LEVEL': '40',
+            **(env or {})}
+        server_env.pop('TRYTOND_DATABASE_URI', None)
+        server_env.pop('TRYTOND_CONFIG', None)
+        # A file, not a pipe: a full pipe would block the server
+        log_file = tempfile.TemporaryFile()
+        process = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), 'trytond'),
+                '-d', name],
+            env=server_env, stdout=subprocess.DEVNULL, stderr=log_file,
+            start_new_session=True)
+        process.log = log_file
+        servers.append((process, port))
+    try:
+        deadline = time.monotonic() + 120
+        for process, port in servers:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"trytond exited: {server_log(process)}")
+                try:
+                    connection = http.client.HTTPConnection(
+                        '127.0.0.1', port, timeout=5)
+                    connection.request(
+                        'OPTIONS' if probe != '/' else 'GET',
+                        f'/{quote(name)}{probe}')
+                    connection.getresponse().read()
+                    connection.close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
+            log(f"trytond pid {process.pid} serving on port {port}")
+    except BaseException:
+        stop_servers(servers)
+        raise
+    return servers
+
+
+def server_log(process, size=2000):
+    process.log.seek(0)
+    return process.log.read().decode('utf-8', 'replace')[-size:]
+
+
+def stop_servers(servers):
+    """Stop the servers, say how many error lines each logged; return the
+    log lines of each"""
+    for process, _ in servers:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    logs = []
+    for process, _ in servers:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        lines = server_log(process, 200000).splitlines()
+        errors = [l for l in lines if 'ERROR' in l or 'Traceback' in l]
+        if errors:
+            log(f"trytond {process.pid}: {len(errors)} error lines, "
+                f"last: {errors[-1][:300]}")
+        process.log.close()
+        logs.append(lines)
+    return logs

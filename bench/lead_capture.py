@@ -6,11 +6,6 @@ import http.client
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from urllib.parse import quote
@@ -25,12 +20,6 @@ KNOWN_PARTIES = 500
 # Names of people and companies are made of these: varied like real ones
 SYLLABLES = ['ka', 'lo', 'mi', 'ra', 'ven', 'tor', 'sel', 'dun', 'bri',
     'an', 'ex', 'ol', 'tri', 'sa', 'nor', 'vik', 'el', 'zu', 'per', 'gal']
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def setup(name, parties):
@@ -69,70 +58,6 @@ def setup(name, parties):
         tx.commit()
     benchlib.analyze(name)
     return key, emails
-
-
-def start_servers(name):
-    "Two trytond processes serving the database, each on its own port"
-    servers = []
-    for _ in range(SERVERS):
-        port = free_port()
-        env = dict(os.environ,
-            TRYTOND_DATABASE__URI=benchlib.BENCH_URI,
-            TRYTOND_WEB__LISTEN=f'127.0.0.1:{port}',
-            TRYTOND_LOGGING_LEVEL='40')
-        env.pop('TRYTOND_DATABASE_URI', None)
-        env.pop('TRYTOND_CONFIG', None)
-        # A file, not a pipe: a full pipe would block the server
-        log = tempfile.TemporaryFile()
-        process = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), 'trytond'),
-                '-d', name],
-            env=env, stdout=subprocess.DEVNULL, stderr=log,
-            start_new_session=True)
-        process.log = log
-        servers.append((process, port))
-    deadline = time.monotonic() + 120
-    for process, port in servers:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"trytond exited: {server_log(process)}")
-            try:
-                connection = http.client.HTTPConnection(
-                    '127.0.0.1', port, timeout=5)
-                connection.request(
-                    'OPTIONS', f'/{quote(name)}/crm/leads')
-                connection.getresponse().read()
-                connection.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        benchlib.log(f"trytond pid {process.pid} serving on port {port}")
-    return servers
-
-
-def server_log(process, size=2000):
-    process.log.seek(0)
-    return process.log.read().decode('utf-8', 'replace')[-size:]
-
-
-def stop_servers(servers):
-    for process, _ in servers:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process, _ in servers:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        errors = [l for l in server_log(process, 20000).splitlines()
-            if 'ERROR' in l or 'Traceback' in l]
-        if errors:
-            benchlib.log(f"trytond {process.pid}: {len(errors)} error "
-                f"lines, last: {errors[-1][:300]}")
-        process.log.close()
 
 
 class Client(threading.Thread):
@@ -243,7 +168,8 @@ def main():
     with benchlib.bench_database(keep=options.keep) as name:
         key, emails = setup(name, options.parties)
         benchlib.release(name)
-        servers = start_servers(name)
+        servers = benchlib.start_servers(
+            name, SERVERS, probe='/crm/leads')
         try:
             benchlib.log("warm-up: 5 s")
             post_leads(name, servers, key, emails, 5)
@@ -254,7 +180,7 @@ def main():
             created, errors, latencies = post_leads(
                 name, servers, key, emails, options.seconds)
         finally:
-            stop_servers(servers)
+            benchlib.stop_servers(servers)
         total, linked, owned = count_leads(name)
         rate = created / options.seconds
         benchlib.log(f"created {created} leads ({rate:.0f}/s), "

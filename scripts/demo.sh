@@ -104,10 +104,11 @@ cat <<MSG
 =====================================================================
  CRM demo is running: $URL   (database: $DB)
  Logins (user / password):
-   manager / crm-demo-2026     sales manager
+   manager / crm-demo-2026     sales manager, helpdesk manager
    alice   / crm-demo-2026     salesperson
-   bob     / crm-demo-2026     salesperson
-   carol   / crm-demo-2026     salesperson
+   bob     / crm-demo-2026     salesperson, support agent
+   carol   / crm-demo-2026     salesperson, support agent
+   dora    / crm-demo-2026     support agent
    admin   / $CRM_ADMIN_PASSWORD   administrator
  Ctrl-C stops the server and the cron.
 =====================================================================

@@ -16,14 +16,21 @@ login) when someone else made them first.
 
 Deterministic: all values come from a seeded random generator; only the
 dates move, relative to the day of the run.
+
+With crm_helpdesk activated: the agent dora, support teams on office
+hours, SLA policies, canned responses, the support mailbox and about 40
+tickets, each replayed at the moments of its story. Loading sends no email.
 """
 import argparse
 import datetime as dt
+import importlib
 import os
 import random
+import re
 import sys
 import time
 import unicodedata
+import uuid
 from collections import Counter, defaultdict
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -288,6 +295,414 @@ N_LEADS = 50
 DUPLICATES = 3
 N_OPPORTUNITIES = 160
 
+# Helpdesk (crm_helpdesk only) ----------------------------------------------
+# login, name: the support agent who only works tickets
+AGENT = ('dora', "Dora Support")
+# Office hours of the support teams (local time of the company)
+OFFICE_HOURS = (8, 18)
+HOLIDAYS = [
+    # month, day, name: every year
+    (1, 1, "New Year's Day"),
+    (5, 1, "Labour Day"),
+    (10, 3, "Day of German Unity"),
+    ]
+# name, key, leader, members, assignment
+SUPPORT_TEAMS = [
+    ("Support", 'support', 'manager', ['dora', 'bob'], 'least_open'),
+    ("Key Accounts Support", 'key', 'manager', ['carol'], 'round_robin'),
+    ]
+# key, name, parent key
+TICKET_TYPES = [
+    ('hardware', "Hardware", None),
+    ('printer', "Printer", 'hardware'),
+    ('software', "Software", None),
+    ('login', "Login", 'software'),
+    ('billing', "Billing", None),
+    ]
+TICKET_TAGS = ["Warranty", "On-Site Visit", "Feature Request", "Training",
+    "Firmware"]
+# team key, name, priority, first response, resolution (working hours),
+# at risk %, raise priority, reassign
+SLA_POLICIES = [
+    ('support', "Support urgent", '3', 1, 8, 75, False, 'leader'),
+    ('support', "Support standard", None, 4, 30, 80, True, None),
+    ('key', "Key account urgent", '3', 0.5, 4, 75, False, 'leader'),
+    ('key', "Key account standard", None, 2, 16, 80, False, None),
+    ]
+# key, name, body
+CANNED_RESPONSES = [
+    ('restart', "Restart the device",
+        "Hello ${contact},\n\nthank you for your message about ${number}. "
+        "Please switch the device off, wait ten seconds and switch it on "
+        "again: most connection problems are gone after that. Tell us if it "
+        "happens again.\n\nBest regards,\n${agent}"),
+    ('password', "Password reset link",
+        "Hello ${contact},\n\nwe have sent a password reset link to your "
+        "email address (${number}). The link works for 24 hours; your old "
+        "password stops working once you set the new one.\n\n"
+        "Best regards,\n${agent}"),
+    ('details', "Ask for details",
+        "Hello ${contact},\n\nto look into ${number} we need a little more "
+        "information: the serial number of the device and a photo of the "
+        "error message. Simply reply to this email.\n\nThank you,\n${agent}"),
+    ('solved', "Problem solved",
+        "Hello ${contact},\n\nwe have solved ${number} (${subject}). If "
+        "anything is still not right, reply to this email and the ticket "
+        "opens again.\n\nBest regards,\n${agent}, ${team}"),
+    ]
+ACKNOWLEDGEMENT = (
+    "Hello ${contact},\n\nwe have received your request and filed it as "
+    "${number}: ${subject}. We answer within our office hours, Monday to "
+    "Friday 8:00-18:00. You can follow it here: ${status_url}\n\n"
+    "Harbour Trading Support")
+SOLVED_NOTICE = (
+    "Hello ${contact},\n\nyour request ${number} is solved. How did we do? "
+    "Rate our answer here: ${status_url}\n\nHarbour Trading Support")
+SUPPORT_ADDRESS = 'support@example.com'
+INBOUND_ACTION = 'helpdesk.ticket|from_inbound_email'
+
+# The tickets, each with its story. account: a company of COMPANIES;
+# contact: which of its two contacts asks; kind: the stage it ends in;
+# sla: where it stands (new, in progress) or how it went (solved); ask:
+# the customer's request; answer: the agent's first public answer; more:
+# a customer's reply and the agent's answer to it
+TICKETS = [
+    # Support: new
+    dict(key='van-der-berg-login', account="Van der Berg Installaties B.V.",
+        team='support', agent='dora', kind='new', sla='on_time',
+        priority='1', channel='web', type='login',
+        subject="Cannot log in after changing my password",
+        ask="I changed my password this morning and now the CRM app on my "
+        "tablet says the password is wrong. On the laptop it works."),
+    dict(key='vinos-vat', account="Vinos del Duero S.A.", team='support',
+        agent='bob', kind='new', sla='at_risk', priority='1',
+        channel='email', type='billing',
+        subject="Invoice shows the wrong VAT number",
+        ask="Our last invoice shows the VAT number of our old company. "
+        "Could you send a corrected invoice? Our accountant needs it for "
+        "the quarterly return."),
+    dict(key='fjallbacka-pairing', account="Fjällbacka Design AB",
+        team='support', agent=None, kind='new', sla='breached',
+        priority='2', channel='phone', type='hardware',
+        subject="Barcode scanner BS-200 does not pair with the tablet",
+        ask="Called: the new BS-200 scanners do not show up in the "
+        "Bluetooth list of the T10 tablets. Wants a call back."),
+    dict(key='donau-copies', account="Donau Bau GmbH", team='support',
+        agent='dora', kind='new', sla='on_time', priority='0',
+        channel='email', type='billing',
+        subject="Copies of our invoices of last year",
+        ask="For our audit we need copies of all invoices of last year. "
+        "PDF is fine."),
+    dict(key='baltic-outage', account="Baltic Amber Trade S.A.",
+        team='support', agent='dora', kind='new', sla='at_risk',
+        priority='3', channel='phone', type='login',
+        subject="Nobody can log in to the CRM since this morning",
+        ask="Called: none of the 12 users of the Gdańsk office can log in, "
+        "the login page loads and then shows an error."),
+    dict(key='levante-migration', account="Construcciones Levante S.L.",
+        team='support', agent=None, kind='new', sla='on_time',
+        priority='0', channel='web', type='software',
+        subject="Question about the data migration package",
+        ask="Does the data migration package also move the attachments of "
+        "our old CRM, or only the contacts and deals?"),
+    # Support: in progress
+    dict(key='nordwind-labels', account="Nordwind Logistik GmbH",
+        team='support', agent='dora', kind='in_progress', sla='on_time',
+        priority='2', channel='email', type='printer',
+        subject="Label printer LP-4 prints blank labels",
+        ask="Since this morning our LP-4 in the Bremen warehouse only "
+        "prints blank labels. The display shows no error.",
+        answer="Could you check that the rolls are direct thermal labels "
+        "(CS-LBL) and that the shiny side faces the print head? Blank "
+        "labels nearly always mean the roll is the wrong way round."),
+    dict(key='nordwind-labels-again', account="Nordwind Logistik GmbH",
+        team='support', agent='dora', kind='cancelled', priority='2',
+        channel='web', type='printer', merge='nordwind-labels',
+        subject="LP-4 still prints empty labels",
+        ask="Our label printer still prints empty labels, we cannot ship "
+        "anything. Please call us!"),
+    dict(key='baltic-rollout', account="Baltic Amber Trade S.A.",
+        team='support', agent='bob', kind='in_progress', sla='on_time',
+        priority='1', channel='manual', type='hardware',
+        tags=["On-Site Visit"],
+        subject="Roll-out of 20 rugged tablets T10 in the Gdańsk warehouse",
+        ask="Set up 20 T10 tablets with docking stations for the "
+        "warehouse team; on-site day agreed with the customer.",
+        answer="The tablets are set up and tested; we come on site on "
+        "Thursday at 9:00 to install the docking stations."),
+    dict(key='baltic-docking', account="Baltic Amber Trade S.A.",
+        team='support', agent='dora', kind='in_progress', sla='on_time',
+        priority='1', channel='email', type='hardware',
+        parent='baltic-rollout',
+        subject="Docking stations DS-3 do not charge the new tablets",
+        ask="The new docking stations only charge two of the five tablets "
+        "we tried. The LED stays orange.",
+        answer="The DS-3 needs firmware 2.4 for the new T10 series. We send "
+        "you the update with a short guide today."),
+    dict(key='nordwind-sync', account="Nordwind Logistik GmbH",
+        team='support', agent='bob', kind='in_progress', sla='at_risk',
+        priority='1', channel='email', type='software',
+        subject="Sync between the tablets and the CRM stops every night",
+        ask="Every morning the tablets show yesterday's orders: the sync "
+        "seems to stop during the night.",
+        answer="Thank you, we can see the sync stopping at 2:00 in the logs "
+        "and are looking into it with our developers."),
+    dict(key='van-der-berg-battery', account="Van der Berg Installaties B.V.",
+        team='support', agent='dora', kind='in_progress', sla='breached',
+        priority='1', channel='email', type='hardware', tags=["Warranty"],
+        subject="Scanner BS-200 battery lasts only two hours",
+        ask="The batteries of our BS-200 scanners last only two hours "
+        "instead of a full shift. They are six months old.",
+        answer="That is far below normal: the scanners are under "
+        "warranty. Please send us the serial numbers and we replace the "
+        "batteries."),
+    dict(key='levante-export', account="Construcciones Levante S.L.",
+        team='support', agent='bob', kind='in_progress', sla='on_time',
+        priority='0', channel='web', type='software',
+        subject="Export of the customer list to Excel is empty",
+        ask="When I export the customer list to Excel, the file only has "
+        "the column titles.",
+        answer="The export takes the filter of the list: could you try "
+        "again with the filter \"All\" selected?"),
+    dict(key='vinos-codes', account="Vinos del Duero S.A.", team='support',
+        agent='dora', kind='in_progress', sla='on_time', priority='1',
+        channel='email', type='login',
+        subject="Two-factor login codes arrive late",
+        ask="The login codes by SMS often arrive after they expired.",
+        answer="Which mobile network are the users on? Some networks delay "
+        "messages from abroad; the authenticator app avoids that.",
+        more=("All of us are on the same network. How do we switch to the "
+            "app?", "In the user preferences choose \"Authenticator app\" "
+            "and scan the code; we can do it together by phone if you "
+            "like.")),
+    dict(key='fjallbacka-jam', account="Fjällbacka Design AB", team='support',
+        agent='bob', kind='in_progress', sla='breached', priority='3',
+        channel='phone', type='printer',
+        subject="Thermal printer LP-4 jams on every second label",
+        ask="Called: the LP-4 at the packing station jams every second "
+        "label, shipping is blocked.",
+        answer="We are sending a replacement LP-4 by express today; "
+        "tracking number follows."),
+    dict(key='baltic-address', account="Baltic Amber Trade S.A.",
+        team='support', agent='bob', kind='in_progress', sla='on_time',
+        priority='0', channel='email', type='billing',
+        subject="New invoice address from next month",
+        ask="We moved our accounting to the Warsaw office: please send the "
+        "invoices there from next month on.",
+        answer="Thank you, could you send us the full address and the "
+        "email address of your accounting team?"),
+    # Support: waiting on the customer
+    dict(key='baltic-flicker', account="Baltic Amber Trade S.A.",
+        team='support', agent='dora', kind='waiting', priority='1',
+        channel='email', type='hardware', tags=["Warranty"],
+        subject="Tablet T10 screen flickers",
+        ask="The screen of one of our T10 tablets flickers when it is "
+        "tilted.",
+        answer="That sounds like a loose display cable. Could you send us "
+        "the serial number on the back of the tablet and a short video?"),
+    dict(key='donau-credit', account="Donau Bau GmbH", team='support',
+        agent='bob', kind='waiting', priority='1', channel='email',
+        type='billing',
+        subject="Credit note for the cancelled support contract",
+        ask="We cancelled our support contract in March but were invoiced "
+        "for the whole year.",
+        answer="You are right, we will credit April to December. Could you "
+        "confirm the cancellation date of your letter?"),
+    dict(key='nordwind-layout', account="Nordwind Logistik GmbH",
+        team='support', agent='dora', kind='waiting', priority='0',
+        channel='web', type='printer', tags=["Feature Request"],
+        subject="Label layout for the new pallet labels",
+        ask="Can the LP-4 print our new pallet label layout (100x150 with a "
+        "QR code)?",
+        answer="Yes, it can. Please send us the layout as a PDF and we "
+        "prepare the template for you."),
+    # Support: solved
+    dict(key='van-der-berg-reset', account="Van der Berg Installaties B.V.",
+        team='support', agent='dora', kind='solved', sla='on_time',
+        priority='1', channel='web', type='login', rating='5',
+        rating_comment="Quick and friendly, thank you!",
+        subject="Password reset link expired",
+        ask="The password reset link says it expired, although I clicked "
+        "it right away.",
+        answer="The link was sent twice and only the last one works: we "
+        "have sent you a new one.",
+        more=("Thank you, it works now.", "Great, thank you for letting "
+            "us know!")),
+    dict(key='vinos-driver', account="Vinos del Duero S.A.", team='support',
+        agent='bob', kind='solved', sla='on_time', priority='1',
+        channel='email', type='printer', rating='4',
+        subject="Printer LP-4 driver for Windows 11",
+        ask="Where can I find a Windows 11 driver for the LP-4?",
+        answer="You find the driver under Downloads on our support site; "
+        "version 3.2 supports Windows 11.",
+        more=("Installed, it prints. Thanks.", "Glad to hear it!")),
+    dict(key='fjallbacka-licences', account="Fjällbacka Design AB",
+        team='support', agent='bob', kind='solved', sla='breached',
+        priority='1', channel='email', type='billing', rating='2',
+        rating_comment="Took too long to get an answer.",
+        subject="Wrong number of licences on the invoice",
+        ask="We have 12 users but were invoiced for 15 licences.",
+        answer="Sorry for the wait: the three users you deactivated in "
+        "May were still counted. A credit note is on its way.",
+        more=("Received the credit note, thank you.", "Thank you for your "
+            "patience.")),
+    dict(key='baltic-beep', account="Baltic Amber Trade S.A.",
+        team='support', agent='dora', kind='solved', sla='on_time',
+        priority='1', channel='phone', type='hardware',
+        subject="Scanner beeps but does not send the code",
+        ask="Called: the scanner beeps but nothing appears in the CRM "
+        "app.",
+        answer="As discussed on the phone: the scanner was in batch mode; "
+        "we switched it back to direct mode."),
+    dict(key='nordwind-users', account="Nordwind Logistik GmbH",
+        team='support', agent='dora', kind='solved', sla='on_time',
+        priority='1', channel='email', type='software', tags=["Training"],
+        rating='5', subject="Add three new users to the CRM",
+        ask="Please create accounts for our three new dispatchers; names "
+        "and emails below.",
+        answer="The three accounts are ready; each of them got an "
+        "invitation by email. We also booked them in Friday's online "
+        "training."),
+    dict(key='levante-wipe', account="Construcciones Levante S.L.",
+        team='support', agent='bob', kind='solved', sla='on_time',
+        priority='0', channel='email', type='hardware', rating='3',
+        subject="Data wipe of the old tablets before their return",
+        ask="We return our old tablets at the end of the lease. How do we "
+        "wipe them?",
+        answer="Settings > System > Reset, then \"Erase all data\". We "
+        "also send you a certificate of erasure when they arrive."),
+    dict(key='donau-blocked', account="Donau Bau GmbH", team='support',
+        agent='dora', kind='solved', sla='on_time', priority='2',
+        channel='phone', type='login', rating='4',
+        subject="Login blocked after too many attempts",
+        ask="Called: the user account of the site manager is blocked after "
+        "too many wrong passwords.",
+        answer="We unlocked the account and sent a password reset link, as "
+        "agreed on the phone."),
+    dict(key='vinos-language', account="Vinos del Duero S.A.",
+        team='support', agent='bob', kind='solved', sla='on_time',
+        priority='0', channel='web', type='hardware', rating='5',
+        subject="Tablet T10: how to change the language",
+        ask="How do I switch the tablets from English to Spanish?",
+        answer="Settings > Language & Input > Language, then choose "
+        "Español; the CRM app follows the tablet."),
+    # Support: cancelled
+    dict(key='vinos-mistake', account="Vinos del Duero S.A.", team='support',
+        agent='dora', kind='cancelled', priority='1', channel='email',
+        subject="Please ignore: sent by mistake",
+        ask="Sorry, this email was meant for our accountant. Please ignore "
+        "it."),
+    # Key Accounts Support: new
+    dict(key='rheinland-site', account="Rheinland Maschinenbau GmbH",
+        team='key', agent='carol', kind='new', sla='on_time',
+        priority='1', channel='email', type='billing',
+        subject="Add our new site in Krefeld to the contract",
+        ask="We opened a site in Krefeld with 8 users: please add it to our "
+        "contract from next month."),
+    dict(key='thames-vpn', account="Thames Valley Engineering Ltd",
+        team='key', agent='carol', kind='new', sla='at_risk', priority='1',
+        channel='email', type='software',
+        subject="VPN access for the CRM app on the tablets",
+        ask="Our IT wants the tablets to reach the CRM only through our "
+        "VPN. Which addresses and ports do we need to open?"),
+    dict(key='lakeshore-update', account="Lakeshore Medical Supplies Inc.",
+        team='key', agent=None, kind='new', sla='breached', priority='3',
+        channel='phone', type='hardware',
+        subject="Scanners stopped working after the update",
+        ask="Called: after last night's update none of the 30 scanners of "
+        "the Chicago warehouse reads barcodes."),
+    # Key Accounts Support: in progress
+    dict(key='dupont-offset', account="Boulangeries Dupont SA", team='key',
+        agent='carol', kind='in_progress', sla='on_time', priority='1',
+        channel='email', type='printer',
+        subject="LP-4 labels are printed off-centre",
+        ask="Since we use the new label rolls the text is printed 5 mm too "
+        "far to the left.",
+        answer="The new rolls are 2 mm narrower: run the calibration "
+        "(hold the feed button 5 seconds) and tell us if it is better."),
+    dict(key='rheinland-sso', account="Rheinland Maschinenbau GmbH",
+        team='key', agent='carol', kind='in_progress', sla='at_risk',
+        priority='2', channel='email', type='login',
+        subject="Single sign-on with our company directory",
+        ask="Can our users log in with their company accounts (single "
+        "sign-on) instead of a separate password?",
+        answer="Yes: we need the metadata of your identity provider. Our "
+        "technician will call your IT this week to set it up."),
+    dict(key='thames-currency', account="Thames Valley Engineering Ltd",
+        team='key', agent='carol', kind='in_progress', sla='breached',
+        priority='1', channel='email', type='billing',
+        subject="Invoice in EUR instead of GBP",
+        ask="Our contract is in pounds but the last invoice is in euros.",
+        answer="Sorry about that: we are correcting the invoice and check "
+        "why the currency changed."),
+    # Key Accounts Support: waiting on the customer
+    dict(key='lakeshore-delivery', account="Lakeshore Medical Supplies Inc.",
+        team='key', agent='carol', kind='waiting', priority='1',
+        channel='email', type='hardware',
+        subject="Tablets T10 for the new clinic: delivery address",
+        ask="We need 15 more tablets for our new clinic in Evanston.",
+        answer="Happy to help: could you confirm the delivery address and "
+        "the name of the person receiving them?"),
+    dict(key='dupont-training', account="Boulangeries Dupont SA", team='key',
+        agent='carol', kind='waiting', priority='0', channel='web',
+        type='software', tags=["Training"],
+        subject="Training for the new sales assistants",
+        ask="We would like a training for our four new sales assistants.",
+        answer="We can offer Tuesday or Thursday next week, 10:00-12:00 "
+        "online. Which day suits you?"),
+    # Key Accounts Support: solved
+    dict(key='rheinland-docking', account="Rheinland Maschinenbau GmbH",
+        team='key', agent='carol', kind='solved', sla='on_time',
+        priority='1', channel='email', type='hardware', tags=["Warranty"],
+        rating='5', rating_comment="Replacement arrived the next day.",
+        subject="Docking station DS-3 replacement",
+        ask="One DS-3 docking station no longer charges.",
+        answer="We have shipped a replacement under warranty; please send "
+        "the broken one back with the enclosed label.",
+        more=("The new one works, thank you!", "You are welcome!")),
+    dict(key='thames-admin', account="Thames Valley Engineering Ltd",
+        team='key', agent='carol', kind='solved', sla='on_time',
+        priority='2', channel='phone', type='login', rating='4',
+        subject="Reset the administrator password",
+        ask="Called: their administrator left the company; they need the "
+        "admin password reset for his successor.",
+        answer="We have reset the administrator account for the new IT "
+        "manager after checking the request with your director."),
+    dict(key='lakeshore-firmware', account="Lakeshore Medical Supplies Inc.",
+        team='key', agent='carol', kind='solved', sla='breached',
+        priority='1', channel='email', type='hardware', tags=["Firmware"],
+        rating='1', rating_comment="Two days without scanners.",
+        subject="Barcode scanner BS-200 firmware update failed",
+        ask="The firmware update stopped half way on five scanners and "
+        "now they do not start.",
+        answer="We are sorry: the update needs a full battery. We have sent "
+        "you five replacement scanners and repair the others.",
+        more=("The replacements are in use.", "Thank you, the repaired ones "
+            "are on their way back.")),
+    dict(key='dupont-duplicate-invoice', account="Boulangeries Dupont SA",
+        team='key', agent='carol', kind='solved', sla='on_time',
+        priority='1', channel='email', type='billing', rating='5',
+        subject="Invoice for March received twice",
+        ask="We received the March invoice twice, with two numbers.",
+        answer="The second one was sent by mistake: we have cancelled it, "
+        "you only need to pay the first one."),
+    dict(key='rheinland-network', account="Rheinland Maschinenbau GmbH",
+        team='key', agent='carol', kind='solved', sla='on_time',
+        priority='0', channel='email', type='printer',
+        subject="Printer LP-4 on the new network",
+        ask="We moved the printers to a new network; the LP-4 no longer "
+        "shows up.",
+        answer="Set the printer to DHCP in its network menu, then add it "
+        "again with its new address."),
+    # Key Accounts Support: cancelled
+    dict(key='thames-phone', account="Thames Valley Engineering Ltd",
+        team='key', agent='carol', kind='cancelled', priority='1',
+        channel='email',
+        subject="Scanner question (solved on the phone)",
+        ask="Never mind, we sorted it out with your colleague on the "
+        "phone."),
+    ]
+
 
 def slug(text):
     text = unicodedata.normalize('NFKD', text)
@@ -432,6 +847,7 @@ def workday(day, direction=1):
 class DemoData:
 
     def __init__(self, seed):
+        self.seed = seed
         self.rnd = random.Random(seed)
         self.today = dt.date.today()
         self.now = dt.datetime.now().replace(microsecond=0)
@@ -462,7 +878,10 @@ class DemoData:
             self.web_form()
             if 'bpm.process' in dict(pool.iterobject()):
                 self.processes()
+            if 'helpdesk.ticket' in dict(pool.iterobject()):
+                self.helpdesk()
             self.config_wizard()
+        self.check_no_mail()
         return self.reg.created
 
     # Master data
@@ -1010,6 +1429,401 @@ class DemoData:
                     ], order=[('date_closed', 'DESC'), ('id', 'ASC')],
                 limit=4))
 
+    def helpdesk(self):
+        """Support teams on office hours, their SLA policies and canned
+        responses, the support mailbox, and tickets in every stage, each
+        replayed through its story (crm_helpdesk only)"""
+        self.helpdesk_users()
+        calendar = self.office_hours()
+        self.support_teams(calendar)
+        self.helpdesk_setup()
+        self.tickets(calendar)
+
+    def helpdesk_users(self):
+        "The agent dora; bob and carol also answer tickets"
+        pool = self.pool
+        User = pool.get('res.user')
+        lang = pool.get('ir.lang').search([('code', '=', 'en')])[0].id
+        agent = self.ref('crm_helpdesk', 'group_helpdesk_user')
+        manager = self.ref('crm_helpdesk', 'group_helpdesk_manager')
+        login, name = AGENT
+        self.user[login], = self.reg.ensure('res.user', [(f'user:{login}', {
+                        'login': login, 'name': name, 'password': PASSWORD,
+                        'email': f'{login}@harbour-trading.de',
+                        'company': self.company_id,
+                        'companies': [('add', [self.company_id])],
+                        'language': lang,
+                        'groups': [('add', [
+                                    self.ref('crm_core', 'group_crm_user'),
+                                    agent])],
+                        })], match='login')
+        for login, group in [('dora', agent), ('bob', agent),
+                ('carol', agent), ('manager', manager)]:
+            user = User(self.user[login])
+            if group not in [g.id for g in user.groups]:
+                User.write([user], {'groups': [('add', [group])]})
+
+    def office_hours(self):
+        Calendar = self.pool.get('crm.working_calendar')
+        timezone = self.pool.get('company.company')(
+            self.company_id).timezone or TIMEZONE
+        start, end = OFFICE_HOURS
+        calendar_id, = self.reg.ensure('crm.working_calendar', [
+                ('calendar:office-hours', {
+                        'name': "Office hours", 'company': self.company_id,
+                        'timezone': timezone,
+                        'hours': [('create', [{
+                                        'weekday': str(day),
+                                        'start': dt.time(start),
+                                        'end': dt.time(end),
+                                        } for day in range(5)])],
+                        'holidays': [('create', [{
+                                        'date': dt.date(
+                                            self.today.year, month, day),
+                                        'name': name, 'yearly': True,
+                                        } for month, day, name in HOLIDAYS])],
+                        })], match='name')
+        return Calendar(calendar_id)
+
+    def support_teams(self, calendar):
+        items = [(f'team:{slug(name)}', {
+                    'name': name, 'company': self.company_id,
+                    'leader': self.user[leader],
+                    'members': [('add', [self.user[m] for m in members])],
+                    'calendar': calendar.id,
+                    'helpdesk_assignment': assignment,
+                    }) for name, _, leader, members, assignment
+            in SUPPORT_TEAMS]
+        ids = self.reg.ensure('crm.team', items, match='name')
+        self.support_team = dict(zip([t[1] for t in SUPPORT_TEAMS], ids))
+
+    def helpdesk_setup(self):
+        "Ticket types, tags, SLA policies, canned responses, the mailbox"
+        pool = self.pool
+        Configuration = pool.get('helpdesk.configuration')
+        self.ticket_type = {}
+        for key, name, parent in TICKET_TYPES:
+            self.ticket_type[key], = self.reg.ensure('helpdesk.type', [(
+                        f'ticket-type:{key}', {
+                            'name': name,
+                            'parent': self.ticket_type.get(parent),
+                            })])
+        ids = self.reg.ensure('helpdesk.tag', [
+                (f'ticket-tag:{slug(n)}', {'name': n}) for n in TICKET_TAGS],
+            match='name')
+        self.ticket_tag = dict(zip(TICKET_TAGS, ids))
+        for sequence, (team, name, priority, response, resolution, at_risk,
+                raise_priority, reassign) in enumerate(SLA_POLICIES):
+            self.reg.ensure('helpdesk.sla', [(
+                        f'sla:{slug(name)}', {
+                            'name': name, 'sequence': sequence * 10,
+                            'team': self.support_team[team],
+                            'priority': priority,
+                            'first_response_time': dt.timedelta(
+                                hours=response),
+                            'resolution_time': dt.timedelta(
+                                hours=resolution),
+                            'at_risk': at_risk,
+                            'raise_priority': raise_priority,
+                            'reassign': reassign,
+                            })])
+        templates = CANNED_RESPONSES + [
+            ('acknowledgement', "Acknowledgement", ACKNOWLEDGEMENT),
+            ('solved-notice', "Solved notice", SOLVED_NOTICE)]
+        ids = self.reg.ensure('helpdesk.template', [
+                (f'template:{key}', {'name': name, 'body': body})
+                for key, name, body in templates])
+        self.template = dict(zip([t[0] for t in templates], ids))
+        # Only what nobody has set yet: the demo does not undo changes
+        config_ = Configuration(1)
+        values = {}
+        for name, value in [
+                ('support_address', SUPPORT_ADDRESS),
+                ('support_name', "Harbour Trading Support"),
+                ('template_created', self.template['acknowledgement']),
+                ('template_solved', self.template['solved-notice'])]:
+            if not getattr(config_, name):
+                values[name] = value
+        if values:
+            Configuration.write([config_], values)
+        # Mail of the key accounts goes to their own team
+        domains = '|'.join(re.escape(c[6]) for c in COMPANIES
+            if c[7] == 'carol' and c[8] == 'customer')
+        destination = r'support(\+[^@]*)?@example\.com'
+        self.reg.ensure('inbound.email.inbox', [('inbox:support', {
+                        'name': "Support mailbox",
+                        # the secret part of the webhook address
+                        'identifier': uuid.uuid4().hex,
+                        'rules': [('create', [{
+                                        'sequence': 10,
+                                        'origin': f'@({domains})$',
+                                        'destination': destination,
+                                        'action': INBOUND_ACTION,
+                                        'helpdesk_team':
+                                        self.support_team['key'],
+                                        }, {
+                                        'sequence': 20,
+                                        'destination': destination,
+                                        'action': INBOUND_ACTION,
+                                        'helpdesk_team':
+                                        self.support_team['support'],
+                                        }])],
+                        })])
+
+    def tickets(self, calendar):
+        """Each new ticket lives its story at the moments it happened:
+        the ticket module's clock is set to each moment, so that first
+        response, pauses, solved dates, SLA and the party's activities are
+        those a real day would have given. No customer has an email while
+        the stories run: nothing is mailed."""
+        from unittest import mock
+        from sql import Table
+        from trytond.transaction import Transaction
+        pool = self.pool
+        Ticket = pool.get('helpdesk.ticket')
+        Message = pool.get('ir.chat.message')
+        # the module whose _now() dates what happens to a ticket
+        clock = importlib.import_module('crm_helpdesk.ticket')
+        rnd = random.Random(f'{self.seed}:helpdesk')
+        now = dt.datetime.now().replace(microsecond=0)
+        todo = [t for t in TICKETS if f"ticket:{t['key']}" not in self.reg]
+        stories = {}
+        for spec in TICKETS:
+            # the random draws of every ticket, also those made before
+            stories[spec['key']] = self.ticket_story(spec, rnd)
+        if not todo:
+            return
+        # Messages are dated when they happened (create_date is the
+        # timestamp the conversation shows; the ORM always sets it to now)
+        message_table = Table(Message._table)
+        cursor = Transaction().connection.cursor()
+        messages_before = Message.search_count([])
+
+        def last_message():
+            return max([m.id for m in Message.search(
+                        [], order=[('id', 'DESC')], limit=1)] or [0])
+        dated = last_message()
+        opened = {}
+        created = []
+        for spec in todo:
+            story = stories[spec['key']]
+            if spec.get('merge'):
+                start = opened[spec['merge']] if spec['merge'] in opened \
+                    else Ticket(self.reg[f"ticket:{spec['merge']}"]).opened
+                start = calendar.add_working_time(
+                    start, dt.timedelta(hours=1))
+            else:
+                start = self.working_back(calendar, now, story['age'])
+            opened[spec['key']] = start
+            with mock.patch.object(clock, '_now', return_value=start):
+                ticket_id = self.create_ticket(spec, story, start)
+            created.append((ticket_id, story['email']))
+            for offset, action, *args in story['events']:
+                when = calendar.add_working_time(
+                    start, dt.timedelta(hours=offset)).replace(
+                    second=0, microsecond=0)
+                assert when <= now, (spec['key'], when)
+                with mock.patch.object(clock, '_now', return_value=when):
+                    self.ticket_event(Ticket(ticket_id), spec, story,
+                        action, args)
+                cursor.execute(*message_table.update(
+                        [message_table.create_date], [when],
+                        where=message_table.id > dated))
+                dated = last_message()
+        # The customers get their email address only now: from here on an
+        # agent's answer is mailed, as it should
+        to_write = []
+        for ticket_id, email in created:
+            if email:
+                to_write.extend(([Ticket(ticket_id)], {'email': email}))
+        if to_write:
+            Ticket.write(*to_write)
+        # Where each stands today; the escalations the SLA cron would have
+        # made on the way
+        tickets = Ticket.browse([i for i, _ in created])
+        escalate = Ticket.update_sla(tickets)
+        if escalate:
+            Ticket.escalate(escalate)
+        self.reg.created['ir.chat.message'] += (
+            Message.search_count([]) - messages_before)
+
+    def ticket_story(self, spec, rnd):
+        """The events of a ticket: (working hours after it was opened,
+        action, arguments), its age in working hours and who asks"""
+        team = spec['team']
+        policy = next(p for p in SLA_POLICIES if p[0] == team
+            and p[2] in {None, spec['priority']})
+        response, resolution = policy[3], policy[4]
+        account = next(a for a in self.accounts
+            if a['key'] == f"party:{slug(spec['account'])}")
+        contact = rnd.choice(account['contacts'])
+        agent = spec['agent']
+        kind, sla = spec['kind'], spec.get('sla')
+        events = []
+        if spec['channel'] in {'email', 'web'}:
+            events.append((0, 'customer', spec['ask']))
+        elif agent:
+            events.append((0, 'note', agent, spec['ask']))
+        if spec['channel'] != 'phone':
+            events.append((0, 'notify', 'acknowledgement'))
+        age = None
+        # Fractions of the policy's targets that give the status wanted:
+        # at risk from 80 % (75 % when urgent), breached past 100 %
+        if kind == 'new':
+            age = response * rnd.uniform(*{
+                    'on_time': (0.1, 0.5), 'at_risk': (0.85, 0.95),
+                    'breached': (2, 4)}[sla])
+        elif kind in {'in_progress', 'waiting', 'solved'}:
+            # a late first answer breaches a solved ticket
+            answered = response * (rnd.uniform(1.3, 2)
+                if sla == 'breached' and kind == 'solved'
+                else rnd.uniform(0.2, 0.7))
+            events += [
+                (answered, 'stage', agent, 'in_progress'),
+                (answered, 'answer', agent, spec['answer']),
+                ]
+            last = answered
+            if spec.get('more'):
+                asked, answer = spec['more']
+                last = answered + rnd.uniform(1, 3)
+                events += [(last, 'customer', asked),
+                    (last + 0.5, 'answer', agent, answer)]
+                last += 0.5
+            if kind == 'in_progress':
+                age = max(last + 1, resolution * rnd.uniform(*{
+                            'on_time': (0.2, 0.6), 'at_risk': (0.85, 0.95),
+                            'breached': (1.2, 1.8)}[sla]))
+            elif kind == 'waiting':
+                events.append((last, 'stage', agent, 'waiting'))
+                age = last + rnd.uniform(2, 20)
+            else:
+                solved = last + rnd.uniform(0.2, 1)
+                events.append((solved, 'solve', agent))
+                if spec.get('rating'):
+                    events.append((solved + rnd.uniform(1, 8), 'rate',
+                            spec['rating'], spec.get('rating_comment')))
+                age = solved + rnd.uniform(10, 200)
+        elif spec.get('merge'):
+            events.append((0.5, 'merge', agent, spec['merge']))
+        else:
+            events += [
+                (0.5, 'note', agent, "Closed: the customer withdrew the "
+                    "request."),
+                (0.5, 'stage', agent, 'cancelled'),
+                ]
+            age = rnd.uniform(5, 100)
+        return {
+            'age': age, 'events': events, 'account': account,
+            'contact': contact, 'email': self.email_of(contact),
+            }
+
+    def email_of(self, key):
+        Party = self.pool.get('party.party')
+        for mechanism in Party(self.reg[key]).contact_mechanisms:
+            if mechanism.type == 'email':
+                return mechanism.value
+
+    @staticmethod
+    def working_back(calendar, end, hours):
+        """The latest moment from which hours of working time have passed
+        at end, to the minute"""
+        target = dt.timedelta(hours=hours)
+        low = end - dt.timedelta(days=max(14, hours))
+        high = end
+        while high - low > dt.timedelta(minutes=1):
+            middle = low + (high - low) / 2
+            if calendar.working_time(middle, end) >= target:
+                low = middle
+            else:
+                high = middle
+        return low.replace(second=0, microsecond=0)
+
+    def create_ticket(self, spec, story, opened):
+        from trytond.transaction import Transaction
+        agent = spec['agent']
+        values = {
+            'company': self.company_id,
+            'subject': spec['subject'], 'description': spec['ask'],
+            'party': self.reg[story['account']['key']],
+            'contact': self.reg[story['contact']],
+            'team': self.support_team[spec['team']],
+            'user': self.user[agent] if agent else None,
+            'type': self.ticket_type.get(spec.get('type')),
+            'priority': spec['priority'], 'channel': spec['channel'],
+            'opened': opened,
+            'tags': [('add', [self.ticket_tag[t]
+                        for t in spec.get('tags', [])])],
+            }
+        if spec.get('parent'):
+            values['parent'] = self.reg[f"ticket:{spec['parent']}"]
+        # The agent types in the phone calls; the mailbox makes the others
+        creator = self.user[agent] if agent and spec['channel'] in {
+            'phone', 'manual'} else 0
+        with Transaction().set_user(creator):
+            ticket_id, = self.reg.ensure('helpdesk.ticket', [
+                    (f"ticket:{spec['key']}", values)])
+        return ticket_id
+
+    def ticket_event(self, ticket, spec, story, action, args):
+        from trytond.transaction import Transaction
+        pool = self.pool
+        Ticket = pool.get('helpdesk.ticket')
+        Stage = pool.get('helpdesk.stage')
+        Channel = pool.get('ir.chat.channel')
+        Message = pool.get('ir.chat.message')
+        Template = pool.get('helpdesk.template')
+        if action == 'customer':
+            # as the mailbox or the status page post a customer's message
+            content, = args
+            message = Message(channel=Channel._get_channel(ticket),
+                email=story['email'], audience='public', content=content)
+            message.save()
+            ticket.on_message(message)
+        elif action == 'notify':
+            template, = args
+            ticket.post_answer(
+                ticket.render(Template(self.template[template])),
+                system=True)
+        elif action == 'rate':
+            rating, comment = args
+            Ticket.write([ticket], {
+                    'rating': rating, 'rating_comment': comment})
+        else:
+            agent, *args = args
+            with Transaction().set_user(self.user[agent]):
+                if action in {'answer', 'note'}:
+                    content, = args
+                    ticket.post_answer(content, audience=(
+                            'public' if action == 'answer' else 'internal'))
+                elif action == 'stage':
+                    kind, = args
+                    stage = Stage.for_team(ticket.team, kind)[0]
+                    Ticket.write([ticket], {'stage': stage.id})
+                elif action == 'solve':
+                    Ticket.solve([ticket])
+                    if spec['channel'] != 'phone':
+                        self.ticket_event(Ticket(ticket.id), spec, story,
+                            'notify', ['solved-notice'])
+                elif action == 'merge':
+                    target, = args
+                    ticket.merge_into(Ticket(self.reg[f'ticket:{target}']))
+
+    def check_no_mail(self):
+        """Loading the demo mails nobody: mail waiting for the commit
+        would make trytond connect to the SMTP server ([email] uri,
+        localhost by default)"""
+        from trytond.sendmail import SMTPDataManager
+        from trytond.transaction import Transaction
+        # even an empty one connects at the commit
+        managers = [m for m in getattr(Transaction(), '_datamanagers', [])
+            if isinstance(m, SMTPDataManager)]
+        if managers:
+            queued = [msg for m in managers for _, _, msg in m.queue]
+            first = (queued[0]['To'] or queued[0]['Bcc']) if queued else None
+            raise RuntimeError(
+                f"the demo data would send {len(queued)} emails "
+                f"(the first to {first})")
+
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')
         items = Item.search([('state', '!=', 'done')])
@@ -1023,6 +1837,7 @@ def summary(created, elapsed):
     pool = Pool()
     company = Pool().get('company.company').search(
         [('party.name', '=', COMPANY_NAME)])[0]
+    ModelData = pool.get('ir.model.data')
     with Transaction().set_context(active_test=False):
         Party = pool.get('party.party')
         Lead = pool.get('crm.lead')
@@ -1030,7 +1845,9 @@ def summary(created, elapsed):
         rows = [
             ("users", pool.get('res.user').search_count(
                     [('login', 'in', [u[0] for u in USERS])])),
-            ("teams", pool.get('crm.team').search_count([])),
+            # sales teams; the support teams have their own line
+            ("teams", pool.get('crm.team').search_count(
+                    [('name', 'in', [t[0] for t in TEAMS])])),
             ("parties", Party.search_count([])),
             ("party relations", pool.get('party.relation').search_count([])),
             ("products", pool.get('product.product').search_count([])),
@@ -1060,11 +1877,48 @@ def summary(created, elapsed):
                 ("process instances", Instance.search_count(
                         [('state', '=', 'running')])),
                 ]
+        helpdesk = 'helpdesk.ticket' in dict(pool.iterobject())
+        if helpdesk:
+            Ticket = pool.get('helpdesk.ticket')
+            Message = pool.get('ir.chat.message')
+            tickets = ('channel.resource', 'like', 'helpdesk.ticket,%')
+            rows += [
+                ("support agents", pool.get('res.user').search_count([
+                            ('groups', '=', ModelData.get_id(
+                                    'crm_helpdesk', 'group_helpdesk_user')),
+                            ('login', '!=', 'admin'),
+                            ])),
+                ("support teams", pool.get('crm.team').search_count(
+                        [('name', 'in', [t[0] for t in SUPPORT_TEAMS])])),
+                ("SLA policies", pool.get('helpdesk.sla').search_count([])),
+                ("canned responses",
+                    pool.get('helpdesk.template').search_count([])),
+                ("tickets", Ticket.search_count([])),
+                ]
+            rows += [(f"  {label.lower()}", Ticket.search_count(
+                        [('stage.kind', '=', kind)]))
+                for kind, label in Ticket.fields_get(['kind'])[
+                    'kind']['selection']]
+            rows += [
+                ("  at risk", Ticket.search_count(
+                        [('sla_status', '=', 'at_risk')])),
+                ("  breached", Ticket.search_count(
+                        [('sla_status', '=', 'breached')])),
+                ("  rated", Ticket.search_count([('rating', '!=', None)])),
+                ("  merged", Ticket.search_count(
+                        [('merged_into', '!=', None)])),
+                ("ticket messages", Message.search_count(
+                        [tickets, ('audience', '=', 'public')])),
+                ("internal notes", Message.search_count(
+                        [tickets, ('audience', '=', 'internal')])),
+                ]
     print(f"Demo data in company {company.rec_name} "
         f"({sum(created.values())} records created, {elapsed:.1f} s):")
     for label, count in rows:
         print(f"  {label:<20} {count:>6}")
-    print(f"Log in as manager, alice, bob or carol with password {PASSWORD}")
+    logins = "manager, alice, bob, carol or dora (support agent)" if helpdesk \
+        else "manager, alice, bob or carol"
+    print(f"Log in as {logins} with password {PASSWORD}")
 
 
 def main():
@@ -1075,12 +1929,23 @@ def main():
     options = parser.parse_args()
 
     from trytond.pool import Pool
-    from trytond.transaction import Transaction
+    from trytond.transaction import Transaction, TransactionError
 
     start = time.monotonic()
     Pool(options.database).init()
-    with Transaction().start(options.database, 0, context={'language': 'en'}):
-        created = DemoData(options.seed).run()
+    # A singleton's first record (the helpdesk configuration) locks its
+    # table: trytond asks to start again with the lock taken first
+    extras = {}
+    while True:
+        with Transaction().start(options.database, 0,
+                context={'language': 'en'}, **extras) as transaction:
+            try:
+                created = DemoData(options.seed).run()
+            except TransactionError as error:
+                transaction.rollback()
+                error.fix(extras)
+                continue
+        break
     with Transaction().start(options.database, 0, readonly=True):
         summary(created, time.monotonic() - start)
 

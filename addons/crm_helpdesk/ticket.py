@@ -1,6 +1,7 @@
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 from collections import defaultdict
 from email.message import EmailMessage
@@ -26,6 +27,8 @@ from crm_core.stage import TeamStagesMixin
 
 from . import mail
 from .exceptions import MergeError, TicketError
+
+logger = logging.getLogger(__name__)
 
 PRIORITIES = [
     ('0', "Low"),
@@ -227,7 +230,11 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         cls._sql_indexes.update({
                 Index(t, (t.number, Index.Equality())),
                 Index(t, (t.team, Index.Equality()),
-                    (t.closed, Index.Equality()),
+                    where=t.closed == Null),
+                Index(t, (t.user, Index.Equality()),
+                    where=t.closed == Null),
+                Index(t, (t.opened, Index.Range(order='DESC')),
+                    (t.id, Index.Range(order='DESC')),
                     where=t.closed == Null),
                 Index(t, (t.sla_check, Index.Range()),
                     where=t.sla_check != Null),
@@ -285,7 +292,13 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
 
     @classmethod
     def search_kind(cls, name, clause):
-        return [('stage.kind', *clause[1:])]
+        _, operator, value = clause
+        domain = [('stage.kind', *clause[1:])]
+        if (operator == 'not in' and CLOSED <= set(value)) or (
+                operator == 'in' and not (CLOSED & set(value))):
+            # The same tickets, found through the index of open ones
+            domain.append(('closed', '=', None))
+        return domain
 
     @fields.depends('party', 'contact', 'email')
     def on_change_party(self):
@@ -374,7 +387,8 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         elif mode == 'write' and field_names & SLA_FIELDS:
             solved = [t for t in tickets if t.kind == 'solved'
                 and not t.solved]
-            cls.update_sla(tickets)
+            cls.update_sla(tickets,
+                now=Transaction().context.get('helpdesk_sla_now'))
             if solved:
                 cls.notify_customer(solved, 'solved')
 
@@ -414,15 +428,14 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
     def open_counts(cls, users):
         "{user id: number of open tickets assigned to them}"
         table = cls.__table__()
-        stage = Pool().get('helpdesk.stage').__table__()
         cursor = Transaction().connection.cursor()
         counts = dict.fromkeys(users, 0)
         for sub_users in grouped_slice(users):
-            cursor.execute(*table.join(stage,
-                    condition=table.stage == stage.id).select(
+            # closed is set with the stage kind: an index of open tickets
+            cursor.execute(*table.select(
                     table.user, Count(table.id),
                     where=table.user.in_(list(sub_users))
-                    & ~stage.kind.in_(list(CLOSED)),
+                    & (table.closed == Null),
                     group_by=[table.user]))
             counts.update(cursor)
         return counts
@@ -553,17 +566,21 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         for sub_tickets in grouped_slice(tickets, 500):
             escalate += cls.update_sla(cls.browse(sub_tickets), now=now)
         if escalate:
-            cls.escalate(escalate)
+            cls.escalate(escalate, now=now)
         return tickets
 
     @classmethod
-    def escalate(cls, tickets):
+    def escalate(cls, tickets, now=None):
         """Act once per level reached: tell the assignee and the team
         leader; when breached, raise the priority or reassign as the
-        policy says. The ticket's conversation keeps a note of it."""
+        policy says. The ticket's conversation keeps a note of it.
+        Everything is read first and written at once: a write in the loop
+        would make the next ticket read its batch again."""
         pool = Pool()
         User = pool.get('res.user')
-        to_write = []
+        priorities = dict(cls.fields_get(['priority'])['priority'][
+                'selection'])
+        to_write, notes = [], []
         for ticket in tickets:
             level = ticket.sla_status
             values = {'sla_escalated': level}
@@ -574,9 +591,7 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
                     values['priority'] = str(int(ticket.priority) + 1)
                     actions.append(gettext(
                             'crm_helpdesk.msg_escalation_priority',
-                            priority=dict(ticket.fields_get(['priority'])
-                                ['priority']['selection'])[
-                                    values['priority']]))
+                            priority=priorities[values['priority']]))
                 user = sla.reassign_user_for(ticket)
                 if user and user != ticket.user:
                     values['user'] = user.id
@@ -594,12 +609,45 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
             for user in recipients:
                 cls.notify_user([ticket], 'tryton-warning', message,
                     user=user.id)
-            ticket.post_answer(gettext('crm_helpdesk.msg_escalation_note',
-                    note=' '.join([message] + actions)),
-                audience='internal', system=True)
-        if to_write:
-            # The new priority may call for another policy
-            cls.write(*to_write)
+            notes.append((ticket, gettext('crm_helpdesk.msg_escalation_note',
+                        note=' '.join([message] + actions))))
+        cls.post_notes(notes)
+        # A new priority may call for another policy: only those tickets
+        # need their SLA again (a write tells the fields of all its records)
+        reprioritised = []
+        for records, values in zip(to_write[::2], to_write[1::2]):
+            if 'priority' in values:
+                reprioritised.extend((records, values))
+        others = [x for records, values in zip(to_write[::2], to_write[1::2])
+            if 'priority' not in values for x in (records, values)]
+        with Transaction().set_context(helpdesk_sla_now=now):
+            for actions in [reprioritised, others]:
+                if actions:
+                    cls.write(*actions)
+
+    @classmethod
+    def post_notes(cls, notes):
+        "Internal notes [(ticket, text)] in the conversations, at once"
+        pool = Pool()
+        Channel = pool.get('ir.chat.channel')
+        Message = pool.get('ir.chat.message')
+        if not notes:
+            return
+        resources = {str(t) for t, _ in notes}
+        channels = {str(c.resource): c for c in Channel.search([
+                    ('resource', 'in', list(resources)),
+                    ])}
+        missing = [r for r in resources if r not in channels]
+        if missing:
+            for channel in Channel.create([{'resource': r} for r in missing]):
+                channels[str(channel.resource)] = channel
+        user = Transaction().user
+        Message.create([{
+                    'channel': channels[str(t)].id,
+                    'user': user,
+                    'content': text,
+                    'audience': 'internal',
+                    } for t, text in notes])
 
     # Conversation and emails ----------------------------------------------
 
@@ -742,7 +790,9 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         Message = pool.get('ir.chat.message')
         config_ = Configuration(1)
         sender = config_.support_address or config.get('email', 'from')
-        if not sender:
+        if not sender or '@' not in sender:
+            logger.warning("ticket %s: no support address to answer from",
+                self.number)
             return
         msg = EmailMessage()
         msg['From'] = formataddr((config_.support_name or '', sender))

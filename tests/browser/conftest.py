@@ -28,7 +28,10 @@ Contract used by all tests/browser/test_*.py (keep these names):
     shows an error or asks for the password again (wrong password).
     ``sao_login`` is the same function as a fixture, for who prefers that.
 
-Demo users (scripts/demo_data.py): manager, alice, bob, carol, all with
+``rpc``, ``active_tab``, ``open_menu``, ``wait_idle``,
+``assert_no_error_dialog`` -- plain functions that drive sao (below).
+
+Demo users (scripts/demo_data.py): manager, alice, bob, carol, dora, all with
 password ``crm-demo-2026``; they are not admin, so no configuration wizard
 runs at their first login.
 """
@@ -288,3 +291,53 @@ def login(page, crm_server, login, password):
 def sao_login():
     "The login() function as a fixture: sao_login(page, crm_server, l, p)"
     return login
+
+
+# Helpers of the tests that drive sao ---------------------------------------
+
+class RpcError(AssertionError):
+    pass
+
+
+def rpc(page, method, *params, context=None):
+    """Call method from the page with sao's session cookie, as the custom
+    pages do (the context is the last parameter)"""
+    answer = page.evaluate("""async ([db, method, params]) => {
+        const response = await fetch('/' + db + '/rpc/', {
+            method: 'POST', credentials: 'same-origin',
+            headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({id: 1, method, params})});
+        return await response.json();
+    }""", [DB_NAME, method, [*params, context or {}]])
+    if 'error' in answer:
+        raise RpcError(f"{method}: {answer['error']}")
+    return answer['result']
+
+
+def active_tab(page):
+    "The tab sao shows in front (each tab repeats the same toolbar ids)"
+    return page.locator('#tabcontent > .tab-pane.active')
+
+
+def open_menu(page, *path):
+    "Open a menu entry through sao's menu tree, e.g. ('CRM', 'Leads')"
+    menu = page.locator('#menu')
+    *parents, leaf = path
+    for name in parents:
+        row = menu.locator('tbody tr', has=page.locator(
+                '.column-char', has_text=name)).first
+        if not menu.locator('.column-char', has_text=leaf).count():
+            row.locator('.expander').click()
+    # A double click opens the action, as in sao's menu.
+    menu.locator('.column-char').filter(has_text=leaf).first.dblclick()
+
+
+def wait_idle(page):
+    "sao shows 'Processing' while an RPC is in flight"
+    page.locator('#processing').wait_for(state='hidden')
+
+
+def assert_no_error_dialog(page):
+    errors = page.locator('.error-dialog:visible, .warning-dialog:visible')
+    if errors.count():
+        pytest.fail(f"sao error: {errors.first.inner_text()}")

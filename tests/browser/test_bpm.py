@@ -14,7 +14,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from conftest import DB_NAME, DEMO_PASSWORD, login
+from conftest import DEMO_PASSWORD, login, rpc
 
 MANAGER = 'manager'
 TASK_NAME = "Call the customer"
@@ -121,25 +121,6 @@ BROKEN_BPMN = '''<?xml version="1.0" encoding="UTF-8"?>
 
 
 # --- JSON-RPC ----------------------------------------------------------------
-
-class RpcError(AssertionError):
-    pass
-
-
-def rpc(page, method, *params, context=None):
-    """Call method from the page with sao's session cookie, as the pages
-    do (the context is the last parameter)"""
-    answer = page.evaluate("""async ([db, method, params]) => {
-        const response = await fetch('/' + db + '/rpc/', {
-            method: 'POST', credentials: 'same-origin',
-            headers: {'Content-Type': 'application/json'},
-            body: JSON.stringify({id: 1, method, params})});
-        return await response.json();
-    }""", [DB_NAME, method, [*params, context or {}]])
-    if 'error' in answer:
-        raise RpcError(f"{method}: {answer['error']}")
-    return answer['result']
-
 
 def create_version(page, xml=CALL_BPMN):
     "A new process on crm.lead with a draft version of xml: its id"

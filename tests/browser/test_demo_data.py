@@ -36,3 +36,24 @@ def test_demo_data_idempotent_and_complete(crm_server):
     # typed in twice on purpose: both sides of each pair are suspects
     assert counts['suspected duplicates'] >= 6
     assert counts['lead capture keys'] == 1
+
+
+def test_demo_data_helpdesk(crm_server):
+    """Support teams on office hours with their SLA policies and canned
+    responses, and tickets in every stage (crm_helpdesk)"""
+    created, counts = load_demo_data(crm_server)
+    assert created == 0
+    # dora, and bob and carol who also answer tickets
+    assert counts['support agents'] == 3
+    assert counts['support teams'] == 2
+    assert counts['SLA policies'] >= 3
+    assert counts['canned responses'] >= 4
+    assert counts['tickets'] >= 40
+    for stage in ['new', 'in progress', 'waiting on customer', 'solved',
+            'cancelled']:
+        assert counts[stage] > 0, stage
+    assert counts['at risk'] > 0 and counts['breached'] > 0
+    assert counts['rated'] > 0
+    assert counts['merged'] == 1
+    assert counts['ticket messages'] > counts['tickets']
+    assert counts['internal notes'] > 0

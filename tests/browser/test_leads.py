@@ -6,40 +6,12 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
-from conftest import LoginError, login
+from conftest import (
+    LoginError, active_tab, assert_no_error_dialog, login, open_menu,
+    wait_idle)
 
 SALESPERSON = 'alice'
 PASSWORD = 'crm-demo-2026'
-
-
-def active_tab(page):
-    "The tab sao shows in front (each tab repeats the same toolbar ids)"
-    return page.locator('#tabcontent > .tab-pane.active')
-
-
-def open_menu(page, *path):
-    "Open a menu entry through sao's menu tree, e.g. ('CRM', 'Leads')"
-    menu = page.locator('#menu')
-    *parents, leaf = path
-    for name in parents:
-        row = menu.locator('tbody tr', has=page.locator(
-                '.column-char', has_text=name)).first
-        if not menu.locator('.column-char', has_text=leaf).count():
-            row.locator('.expander').click()
-    # A double click opens the action, as in sao's menu.
-    menu.locator('.column-char').filter(
-        has_text=leaf).first.dblclick()
-
-
-def wait_idle(page):
-    "sao shows 'Processing' while an RPC is in flight"
-    page.locator('#processing').wait_for(state='hidden')
-
-
-def assert_no_error_dialog(page):
-    errors = page.locator('.error-dialog:visible, .warning-dialog:visible')
-    if errors.count():
-        pytest.fail(f"sao error: {errors.first.inner_text()}")
 
 
 def test_salesperson_creates_lead_and_finds_it_in_list(page, crm_server):

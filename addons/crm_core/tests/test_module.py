@@ -11,13 +11,18 @@ from trytond.pool import Pool
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 from trytond.transaction import Transaction, inactive_records
 
-from .tools import CrmSetup, count_queries
+from .tools import CrmSetup, count_queries, sao_unknown_list_columns
 
 
 class CrmCoreTestCase(
         PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
     "Test CRM Core module"
     module = 'crm_core'
+
+    @with_transaction()
+    def test_lists_open_in_sao(self):
+        "Every list view has only columns that sao can show"
+        self.assertEqual(sao_unknown_list_columns(self.module), [])
 
     def _lead(self, crm, **values):
         pool = Pool()

@@ -196,3 +196,42 @@ def shared_samples(name):
         if candidate.is_dir():
             return candidate
     return Path('/work/shared') / name
+
+
+# The column types of sao 8.0's lists (Sao.View.TreeXMLViewParser.WIDGETS):
+# a list column of another type (datetime, timestamp) stops sao from
+# opening the list at all ("ColumnFactory is not a constructor")
+SAO_LIST_WIDGETS = {
+    'binary', 'boolean', 'callto', 'char', 'date', 'dict', 'email', 'float',
+    'image', 'integer', 'many2many', 'many2one', 'numeric', 'one2many',
+    'one2one', 'progressbar', 'reference', 'selection', 'multiselection',
+    'sip', 'text', 'time', 'timedelta', 'url'}
+
+
+def sao_unknown_list_columns(module):
+    """[(view, field, type)] of the list views of the module (and of the
+    views it inherits into) that sao cannot show"""
+    from lxml import etree
+    pool = Pool()
+    View = pool.get('ir.ui.view')
+    problems = []
+    for view in View.search([('module', '=', module), ('type', 'in', [
+                        'tree', None])]):
+        if view.type is None and view.inherit and \
+                view.inherit.type != 'tree':
+            continue
+        root_view = view.inherit or view
+        if root_view.type != 'tree':
+            continue
+        Model = pool.get(view.model)
+        result = Model.fields_view_get(view_id=root_view.id, view_type='tree')
+        tree = etree.fromstring(result['arch'])
+        for node in tree.iter('field'):
+            name = node.get('name')
+            field = result['fields'].get(name)
+            if not field:
+                continue
+            widget = node.get('widget') or field['type']
+            if widget not in SAO_LIST_WIDGETS:
+                problems.append((view.name, name, widget))
+    return problems
