@@ -581,6 +581,7 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         priorities = dict(cls.fields_get(['priority'])['priority'][
                 'selection'])
         to_write, notes = [], []
+        told = defaultdict(list)
         for ticket in tickets:
             level = ticket.sla_status
             values = {'sla_escalated': level}
@@ -603,14 +604,24 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
                     ticket.team.leader if ticket.team else None,
                     User(values['user']) if 'user' in values else None]
                 if u}
+            for user in recipients:
+                told[user, level].append(ticket)
             message = gettext(
                 'crm_helpdesk.msg_escalation_%s' % level,
                 ticket=ticket.rec_name)
-            for user in recipients:
-                cls.notify_user([ticket], 'tryton-warning', message,
-                    user=user.id)
             notes.append((ticket, gettext('crm_helpdesk.msg_escalation_note',
                         note=' '.join([message] + actions))))
+        # One notification per user and level: a leader is not flooded
+        for (user, level), user_tickets in told.items():
+            if len(user_tickets) == 1:
+                label = gettext('crm_helpdesk.msg_escalation_%s' % level,
+                    ticket=user_tickets[0].rec_name)
+            else:
+                label = gettext(
+                    'crm_helpdesk.msg_escalation_%s_count' % level,
+                    count=len(user_tickets))
+            cls.notify_user(user_tickets, 'tryton-warning', label,
+                user=user.id)
         cls.post_notes(notes)
         # A new priority may call for another policy: only those tickets
         # need their SLA again (a write tells the fields of all its records)

@@ -1,6 +1,7 @@
 "Tickets: numbering, assignment, SLA on business hours, answers by email"
 import datetime as dt
 import email
+import json
 from email.policy import default as default_policy
 from unittest.mock import patch
 
@@ -288,6 +289,26 @@ class HelpdeskTestCase(CrmDatabaseTestCase):
             self.assertEqual(notified(hd.ann), 2)
             self.assertEqual(len(self.chat(ticket, 'internal')), 2)
             self.assertEqual(untouched.sla_status, 'on_time')  # due 11:36
+
+    @with_transaction()
+    def test_escalation_notifies_once_per_user(self):
+        "The leader gets one notification for all tickets of a cron run"
+        hd = HelpdeskSetup()
+        hd.sla()
+        with set_company(hd.company), patch(
+                'crm_helpdesk.ticket._now', return_value=utc(0, 9)):
+            tickets = [hd.ticket(opened=utc(0, 9), user=hd.ann.id)
+                for _ in range(3)]
+        notifications = Transaction().user_notifications
+        before = len(notifications)
+        with set_company(hd.company):
+            tickets[0].__class__.check_sla(now=utc(0, 10, 40))
+        new = notifications[before:]
+        leader, = [n for n in new if n.user == hd.manager]
+        self.assertIn('3 tickets', leader.label)
+        self.assertEqual(sorted(json.loads(leader.records)),
+            sorted(t.id for t in tickets))
+        self.assertEqual(len([n for n in new if n.user == hd.ann]), 1)
 
     @with_transaction()
     def test_sla_policy_refuses_nonsense(self):
