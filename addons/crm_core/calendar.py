@@ -1,6 +1,6 @@
 from collections import defaultdict
-from weakref import WeakKeyDictionary
 
+from trytond.cache import Cache
 from trytond.i18n import gettext
 from trytond.model import DeactivableMixin, ModelSQL, ModelView, fields
 from trytond.pool import Pool
@@ -21,9 +21,10 @@ WEEKDAYS = [
     ('6', "Sunday"),
     ]
 
-# Schedules built in a transaction, by calendar id: callers count deadlines
-# of many records with the same calendar; never shared between transactions
-_schedules = WeakKeyDictionary()
+# Schedules by calendar id: every deadline of every ticket reads one; the
+# cache is cleared (in every worker) when a calendar, its hours or holidays
+# change
+_schedules = Cache('crm.working_calendar.schedule', context=False)
 
 
 class WorkingCalendar(DeactivableMixin, ModelSQL, ModelView):
@@ -67,15 +68,10 @@ class WorkingCalendar(DeactivableMixin, ModelSQL, ModelView):
 
     def get_working_schedule(self):
         "The working_time.Schedule of the calendar"
-        transaction = Transaction()
-        # started_at changes at each commit: a long transaction that commits
-        # must see what others changed meanwhile
-        started_at, schedules = _schedules.get(transaction, (None, None))
-        if schedules is None or started_at != transaction.started_at:
-            schedules = {}
-            _schedules[transaction] = (transaction.started_at, schedules)
-        if self.id is not None and self.id >= 0 and self.id in schedules:
-            return schedules[self.id]
+        if self.id is not None and self.id >= 0:
+            schedule = _schedules.get(self.id)
+            if schedule is not None:
+                return schedule
         try:
             schedule = working_time.Schedule(
                 [(h.weekday, h.start, h.end) for h in self.hours
@@ -90,7 +86,7 @@ class WorkingCalendar(DeactivableMixin, ModelSQL, ModelView):
                     'crm_core.msg_working_calendar_no_hours',
                     calendar=self.rec_name))
         if self.id is not None and self.id >= 0:
-            schedules[self.id] = schedule
+            _schedules.set(self.id, schedule)
         return schedule
 
     def add_working_time(self, start, duration):
@@ -120,7 +116,7 @@ class WorkingCalendar(DeactivableMixin, ModelSQL, ModelView):
 
 
 def clear_schedules():
-    _schedules.pop(Transaction(), None)
+    _schedules.clear()
 
 
 class WorkingCalendarHours(ModelSQL, ModelView):

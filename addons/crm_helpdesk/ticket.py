@@ -751,9 +751,21 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         is emailed to the customer and counts as the first response"""
         pool = Pool()
         Channel = pool.get('ir.chat.channel')
+        Message = pool.get('ir.chat.message')
         with Transaction().set_context(
                 helpdesk_system=system, _notify=False):
-            return Channel.post(self, content, audience=audience)
+            if not system:
+                return Channel.post(self, content, audience=audience)
+            # A notice of the system (acknowledgement, escalation, merge):
+            # nobody to tell live, and what it says is sent or noted below
+            message = Message(
+                channel=Channel._get_channel(self),
+                user=Transaction().user,
+                content=content,
+                audience=audience)
+            message.save()
+            self.on_message(message, system=True)
+            return message
 
     def on_message(self, message, system=False):
         """A message was added to the conversation: an email to the
