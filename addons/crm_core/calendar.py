@@ -115,6 +115,24 @@ class WorkingCalendar(DeactivableMixin, ModelSQL, ModelView):
                 calendar=self.rec_name, date=lang.strftime(date)))
 
 
+class WorkingClock:
+    """How a module counts working time: by the calendar, or every moment
+    when there is none (24x7)"""
+
+    def __init__(self, calendar=None):
+        self.calendar = calendar
+
+    def add(self, start, duration):
+        if self.calendar:
+            return self.calendar.add_working_time(start, duration)
+        return working_time.add_working_time(None, start, duration)
+
+    def between(self, start, end):
+        if self.calendar:
+            return self.calendar.working_time(start, end)
+        return working_time.working_time(None, start, end)
+
+
 def clear_schedules():
     _schedules.clear()
 

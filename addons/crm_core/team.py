@@ -6,6 +6,8 @@ from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
+from .calendar import WorkingClock
+
 
 class Team(DeactivableMixin, ModelSQL, ModelView):
     __name__ = 'crm.team'
@@ -77,6 +79,10 @@ class Team(DeactivableMixin, ModelSQL, ModelView):
             name = cls._round_robin_sequence(team_id)
             if not database.sequence_exist(connection, name):
                 database.sequence_create(connection, name)
+
+    def working_clock(self):
+        "How the team counts working time: its business hours, else 24x7"
+        return WorkingClock(self.calendar)
 
     def next_owners(self, count):
         """The user ids of the members who get the next count leads, in

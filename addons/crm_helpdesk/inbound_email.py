@@ -169,38 +169,15 @@ def find_ticket(message, support_address):
 
 def _post(ticket, message):
     "The customer's message in the ticket's conversation, with its files"
-    pool = Pool()
-    Channel = pool.get('ir.chat.channel')
-    ChatMessage = pool.get('ir.chat.message')
-    Attachment = pool.get('ir.attachment')
     content = message.reply_text.strip() or message.text.strip() or (
         message.subject or '-')
-    chat = ChatMessage(
-        channel=Channel._get_channel(ticket),
-        email=message.from_address,
-        audience='public',
-        content=content,
+    return ticket.add_customer_message(message.from_address, content,
+        [(a.name, a.data) for a in message.attachments],
         reference=message.message_id)
-    chat.save()
-    if message.attachments:
-        Attachment.create([{
-                    'resource': str(ticket),
-                    'name': a.name,
-                    'type': 'data',
-                    'data': a.data,
-                    'helpdesk_public': True,
-                    } for a in message.attachments])
-    ticket.on_message(chat)
-    return chat
 
 
 def _add_reply(ticket, message):
-    pool = Pool()
-    Ticket = pool.get('helpdesk.ticket')
-    if ticket.kind == 'solved':
-        # The customer says it is not solved after all
-        Ticket._to_kind([ticket], 'in_progress')
-    elif ticket.kind == 'cancelled':
+    if ticket.kind == 'cancelled':
         # A cancelled request stays closed: the answer opens a follow-up
         return _create_ticket(message, None, parent=ticket)
     _post(ticket, message)

@@ -480,7 +480,7 @@ def _customer_email(ticket):
     if ticket.email:
         return ticket.email
     for party in filter(None, [ticket.contact, ticket.party]):
-        email = ticket._email_of(party)
+        email = party.email
         if email:
             return email
 
@@ -493,10 +493,6 @@ def _customer_email(ticket):
 def reply(request, pool, ticket, base):
     "The customer's answer: a public message and its files"
     Configuration = pool.get('helpdesk.configuration')
-    Ticket = pool.get('helpdesk.ticket')
-    Channel = pool.get('ir.chat.channel')
-    Message = pool.get('ir.chat.message')
-    Attachment = pool.get('ir.attachment')
     if ticket.kind == 'cancelled':
         return _error(409, 'msg_status_reply_cancelled')
     email = _customer_email(ticket)
@@ -520,26 +516,7 @@ def reply(request, pool, ticket, base):
         content = _('msg_status_reply_files',
             files=', '.join(name for name, _data in files))
 
-    if ticket.kind == 'solved':
-        # The customer says it is not solved after all
-        Ticket._to_kind([ticket], 'in_progress')
-        ticket = Ticket(ticket.id)
-    message = Message(
-        channel=Channel._get_channel(ticket),
-        user=None,
-        email=email,
-        audience='public',
-        content=content)
-    message.save()
-    if files:
-        Attachment.create([{
-                    'resource': str(ticket),
-                    'name': name,
-                    'type': 'data',
-                    'data': data,
-                    'helpdesk_public': True,
-                    } for name, data in files])
-    ticket.on_message(message)
+    ticket.add_customer_message(email, content, files)
     return _redirect(f'{base}?done=reply')
 
 

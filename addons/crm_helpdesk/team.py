@@ -1,5 +1,3 @@
-import datetime as dt
-
 from trytond.model import fields
 from trytond.pool import Pool, PoolMeta
 
@@ -34,24 +32,3 @@ class Team(metaclass=PoolMeta):
             load[user] += 1
             assignees.append(user)
         return assignees
-
-    def working_clock(self):
-        "How the team counts working time: its business hours, else 24x7"
-        return WorkingClock(self.calendar)
-
-
-class WorkingClock:
-    "Working time of a calendar, or plain time without one"
-
-    def __init__(self, calendar):
-        self.calendar = calendar
-
-    def add(self, start, duration):
-        if self.calendar:
-            return self.calendar.add_working_time(start, duration)
-        return start + duration
-
-    def between(self, start, end):
-        if self.calendar:
-            return self.calendar.working_time(start, end)
-        return max(end - start, dt.timedelta())

@@ -303,20 +303,14 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
     @fields.depends('party', 'contact', 'email')
     def on_change_party(self):
         if self.party and not self.email:
-            self.email = self._email_of(self.contact or self.party)
+            self.email = (self.contact or self.party).email or None
 
     @fields.depends('contact', 'party', 'email')
     def on_change_contact(self):
         if self.contact:
-            email = self._email_of(self.contact)
+            email = self.contact.email
             if email:
                 self.email = email
-
-    @staticmethod
-    def _email_of(party):
-        for mechanism in party.contact_mechanisms:
-            if mechanism.type == 'email' and mechanism.value:
-                return mechanism.value
 
     @classmethod
     def view_attributes(cls):
@@ -766,6 +760,35 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
             message.save()
             self.on_message(message, system=True)
             return message
+
+    def add_customer_message(self, email, content, files=(), reference=None):
+        """The customer's message in the conversation, with its files
+        [(name, data)], which the customer sees on the status page; it
+        reopens a solved ticket"""
+        pool = Pool()
+        Channel = pool.get('ir.chat.channel')
+        Message = pool.get('ir.chat.message')
+        Attachment = pool.get('ir.attachment')
+        if self.kind == 'solved':
+            # The customer says it is not solved after all
+            self.__class__._to_kind([self], 'in_progress')
+        message = Message(
+            channel=Channel._get_channel(self),
+            email=email,
+            audience='public',
+            content=content,
+            reference=reference)
+        message.save()
+        if files:
+            Attachment.create([{
+                        'resource': str(self),
+                        'name': name,
+                        'type': 'data',
+                        'data': data,
+                        'helpdesk_public': True,
+                        } for name, data in files])
+        self.on_message(message)
+        return message
 
     def on_message(self, message, system=False):
         """A message was added to the conversation: an email to the
