@@ -378,6 +378,34 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def _start(command, name, env):
+    "A trytond command on the bench database, its log in a file"
+    process_env = {**os.environ,
+        'TRYTOND_DATABASE__URI': BENCH_URI,
+        'TRYTOND_LOGGING_LEVEL': '40',
+        **env}
+    process_env.pop('TRYTOND_DATABASE_URI', None)
+    process_env.pop('TRYTOND_CONFIG', None)
+    # A file, not a pipe: a full pipe would block the server
+    log_file = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), command),
+            '-d', name],
+        env=process_env, stdout=subprocess.DEVNULL, stderr=log_file,
+        start_new_session=True)
+    process.log = log_file
+    return process
+
+
+def start_worker(name, env=None):
+    """A trytond-worker process running the queue's tasks of the database
+    (the servers need TRYTOND_QUEUE__WORKER=True to leave them to it).
+    Return [(process, None)] for stop_servers."""
+    worker = _start('trytond-worker', name, env or {})
+    log(f"trytond-worker pid {worker.pid}")
+    return [(worker, None)]
+
+
 def start_servers(name, count=2, env=None, probe='/'):
     """count trytond processes serving the database, each on its own port
     (env: more TRYTOND_* settings; probe: a path of the database answered
@@ -385,22 +413,9 @@ def start_servers(name, count=2, env=None, probe='/'):
     servers = []
     for _ in range(count):
         port = free_port()
-        server_env = {**os.environ,
-            'TRYTOND_DATABASE__URI': BENCH_URI,
-            'TRYTOND_WEB__LISTEN': f'127.0.0.1:{port}',
-            'TRYTOND_LOGGING_LEVEL': '40',
-            **(env or {})}
-        server_env.pop('TRYTOND_DATABASE_URI', None)
-        server_env.pop('TRYTOND_CONFIG', None)
-        # A file, not a pipe: a full pipe would block the server
-        log_file = tempfile.TemporaryFile()
-        process = subprocess.Popen(
-            [os.path.join(os.path.dirname(sys.executable), 'trytond'),
-                '-d', name],
-            env=server_env, stdout=subprocess.DEVNULL, stderr=log_file,
-            start_new_session=True)
-        process.log = log_file
-        servers.append((process, port))
+        servers.append((_start('trytond', name, {
+                        'TRYTOND_WEB__LISTEN': f'127.0.0.1:{port}',
+                        **(env or {})}), port))
     try:
         deadline = time.monotonic() + 120
         for process, port in servers:

@@ -1,4 +1,3 @@
-import contextlib
 import contextvars
 import datetime as dt
 import json
@@ -16,6 +15,8 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction, without_check_access
 from trytond.wizard import Button, StateAction, StateView, Wizard
+
+from crm_core.savepoint import savepoint
 
 from . import engine
 from .exceptions import InstanceError
@@ -39,28 +40,6 @@ def parse_duration(value):
     return dt.timedelta(
         weeks=weeks, days=days, hours=hours, minutes=minutes,
         seconds=seconds)
-
-
-@contextlib.contextmanager
-def savepoint(name):
-    """Undo what the block wrote when it raises, and what it queued; the
-    transaction goes on"""
-    transaction = Transaction()
-    cursor = transaction.connection.cursor()
-    tasks = len(transaction.tasks)
-    notifications = len(transaction.user_notifications)
-    cursor.execute(f'SAVEPOINT {name}')
-    try:
-        yield
-    except Exception:
-        cursor.execute(f'ROLLBACK TO SAVEPOINT {name}')
-        for cache in transaction.cache.values():
-            cache.clear()
-        del transaction.tasks[tasks:]
-        del transaction.user_notifications[notifications:]
-        raise
-    else:
-        cursor.execute(f'RELEASE SAVEPOINT {name}')
 
 
 def _plain(value):

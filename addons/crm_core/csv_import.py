@@ -27,6 +27,7 @@ from trytond.wizard import (
 from . import importer
 from .contact import normalise_name
 from .exceptions import ImportFileError
+from .savepoint import savepoint
 
 BATCH = 1000
 # Records browsed at once for the hooks (browse is quadratic in its size)
@@ -269,25 +270,19 @@ class Import(ModelSQL, ModelView):
     @classmethod
     def process_queued(cls, imports):
         "Run from the queue: a failure is recorded on the import"
-        transaction = Transaction()
-        cursor = transaction.connection.cursor()
         for imp in cls.browse([i.id for i in imports]):
             if imp.state != 'running':
                 continue
             # Nothing of a failed import is kept, but its failure
-            cursor.execute('SAVEPOINT crm_import')
             try:
-                cls.process([imp])
+                with savepoint('crm_import'):
+                    cls.process([imp])
             except Exception as exception:
-                cursor.execute('ROLLBACK TO SAVEPOINT crm_import')
-                _forget(transaction)
                 cls.write([cls(imp.id)], {
                         'state': 'failed',
                         'message': getattr(exception, 'message', None)
                         or str(exception),
                         })
-            else:
-                cursor.execute('RELEASE SAVEPOINT crm_import')
 
     @classmethod
     def process(cls, imports, progress=None):
@@ -1069,27 +1064,14 @@ class LeadImporter(_Importer):
     def _try_create(self, vlist):
         "None or the exception of Lead.create(vlist), undone"
         Lead = Pool().get('crm.lead')
-        transaction = Transaction()
-        cursor = transaction.connection.cursor()
-        cursor.execute('SAVEPOINT crm_import_leads')
         try:
-            with transaction.set_context(_skip_warnings=True):
+            with savepoint('crm_import_leads'), \
+                    Transaction().set_context(_skip_warnings=True):
                 Lead.create(vlist)
         except (UserError, UserWarning, backend.DatabaseIntegrityError,
                 backend.DatabaseDataError) as exception:
-            cursor.execute('ROLLBACK TO SAVEPOINT crm_import_leads')
-            _forget(transaction)
             return exception
-        cursor.execute('RELEASE SAVEPOINT crm_import_leads')
         return None
-
-
-def _forget(transaction):
-    """After a rollback to a savepoint: the cached records may be of rows
-    that are gone (and whose ids SQLite gives again)"""
-    transaction.counter += 1
-    for cache in transaction.cache.values():
-        cache.clear()
 
 
 def _lead_key(row):

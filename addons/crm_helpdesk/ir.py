@@ -17,3 +17,6 @@ class Cron(metaclass=PoolMeta):
         super().__setup__()
         cls.method.selection.append(
             ('helpdesk.ticket|check_sla', "Check and Escalate Ticket SLAs"))
+        cls.method.selection.append(
+            ('helpdesk.ticket|drain_inbound_emails',
+                "Make Tickets of Pending Support Emails"))

@@ -10,7 +10,7 @@ from email.utils import formataddr, make_msgid
 from sql import Null
 from sql.aggregate import Count
 
-from trytond import config
+from trytond import backend, config
 from trytond.i18n import gettext
 from trytond.model import (
     ChatMixin, DeactivableMixin, Index, ModelSQL, ModelView, Unique, fields,
@@ -375,8 +375,8 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
     def on_modification(cls, mode, tickets, field_names=None):
         super().on_modification(mode, tickets, field_names=field_names)
         if mode == 'create':
-            cls.assign(tickets)
-            cls.update_sla(tickets)
+            # Assignee and SLA in one write: each write validates again
+            cls.update_sla(tickets, extra=cls._assignees(tickets))
             cls.notify_customer(tickets, 'created')
         elif mode == 'write' and field_names & SLA_FIELDS:
             solved = [t for t in tickets if t.kind == 'solved'
@@ -402,21 +402,20 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
     # Assignment ------------------------------------------------------------
 
     @classmethod
-    def assign(cls, tickets):
-        """Give the tickets without assignee to a member of their team, as
-        the team's assignment says"""
+    def _assignees(cls, tickets):
+        """{ticket: {'user': id}}: a member of their team for the tickets
+        without assignee, as the team's assignment says"""
         by_team = defaultdict(list)
         for ticket in tickets:
             if not ticket.user and ticket.team and ticket.kind not in CLOSED:
                 by_team[ticket.team].append(ticket)
-        to_write = []
+        assignees = {}
         for team, team_tickets in by_team.items():
             users = team.helpdesk_assignees(len(team_tickets))
             for ticket, user in zip(team_tickets, users):
                 if user:
-                    to_write.extend(([ticket], {'user': user}))
-        if to_write:
-            cls.write(*to_write)
+                    assignees[ticket] = {'user': user}
+        return assignees
 
     @classmethod
     def open_counts(cls, users):
@@ -424,7 +423,7 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         counts = dict.fromkeys(users, 0)
-        for sub_users in grouped_slice(users):
+        for sub_users in grouped_slice(users, backend.MAX_QUERY_PARAMS):
             # closed is set with the stage kind: an index of open tickets
             cursor.execute(*table.select(
                     table.user, Count(table.id),
@@ -437,11 +436,12 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
     # SLA -------------------------------------------------------------------
 
     @classmethod
-    def update_sla(cls, tickets, now=None):
+    def update_sla(cls, tickets, now=None, extra=None):
         """Choose the SLA policy of each ticket and say where it stands:
         deadlines, status and when to look again. Pauses and resumes the
         resolution clock with the stage. Return the tickets whose status
-        reached a new escalation level."""
+        reached a new escalation level. extra: {ticket: values} written
+        with it."""
         pool = Pool()
         SLA = pool.get('helpdesk.sla')
         now = now or _now()
@@ -450,6 +450,7 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         escalate = []
         for ticket in tickets:
             values = ticket._sla_values(policies, now)
+            values.update((extra or {}).get(ticket, {}))
             changed = {k: v for k, v in values.items()
                 if getattr(ticket, k) != v}
             if changed:
@@ -616,43 +617,39 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
                     count=len(user_tickets))
             cls.notify_user(user_tickets, 'tryton-warning', label,
                 user=user.id)
-        cls.post_notes(notes)
+        cls.post_notices([(t, text, 'internal') for t, text in notes])
         # A new priority may call for another policy: only those tickets
         # need their SLA again (a write tells the fields of all its records)
-        reprioritised = []
+        # The tickets of equal values in one UPDATE
+        groups = {}
         for records, values in zip(to_write[::2], to_write[1::2]):
-            if 'priority' in values:
-                reprioritised.extend((records, values))
-        others = [x for records, values in zip(to_write[::2], to_write[1::2])
-            if 'priority' not in values for x in (records, values)]
+            key = tuple(sorted(values.items()))
+            groups.setdefault(key, ([], values))[0].extend(records)
+        reprioritised, others = [], []
+        for records, values in groups.values():
+            actions = reprioritised if 'priority' in values else others
+            actions.extend((records, values))
         with Transaction().set_context(helpdesk_sla_now=now):
             for actions in [reprioritised, others]:
                 if actions:
                     cls.write(*actions)
 
     @classmethod
-    def post_notes(cls, notes):
-        "Internal notes [(ticket, text)] in the conversations, at once"
+    def _channels(cls, tickets):
+        "{ticket id: chat channel id}, the missing channels created at once"
         pool = Pool()
         Channel = pool.get('ir.chat.channel')
-        Message = pool.get('ir.chat.message')
-        if not notes:
-            return
-        resources = {str(t) for t, _ in notes}
-        channels = {str(c.resource): c for c in Channel.search([
+        resources = {str(t): t.id for t in tickets}
+        # Read as strings: a Reference field makes a record of each
+        channels = {resources[c['resource']]: c['id']
+            for c in Channel.search_read([
                     ('resource', 'in', list(resources)),
-                    ])}
-        missing = [r for r in resources if r not in channels]
+                    ], fields_names=['resource'])}
+        missing = [r for r, i in resources.items() if i not in channels]
         if missing:
             for channel in Channel.create([{'resource': r} for r in missing]):
-                channels[str(channel.resource)] = channel
-        user = Transaction().user
-        Message.create([{
-                    'channel': channels[str(t)].id,
-                    'user': user,
-                    'content': text,
-                    'audience': 'internal',
-                    } for t, text in notes])
+                channels[resources[str(channel.resource)]] = channel.id
+        return channels
 
     # Conversation and emails ----------------------------------------------
 
@@ -736,131 +733,202 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
         template = getattr(config_, f'template_{event}', None)
         if not template or Transaction().context.get('helpdesk_silent'):
             return
-        for ticket in tickets:
-            if ticket.email and ticket.channel != 'phone':
-                ticket.post_answer(ticket.render(template), system=True)
+        cls.post_notices([(t, t.render(template), 'public') for t in tickets
+                if t.email and t.channel != 'phone'])
 
     def post_answer(self, content, audience='public', system=False):
         """Post a message of the current user on the ticket: a public one
         is emailed to the customer and counts as the first response"""
         pool = Pool()
         Channel = pool.get('ir.chat.channel')
-        Message = pool.get('ir.chat.message')
-        with Transaction().set_context(
-                helpdesk_system=system, _notify=False):
-            if not system:
-                return Channel.post(self, content, audience=audience)
-            # A notice of the system (acknowledgement, escalation, merge):
-            # nobody to tell live, and what it says is sent or noted below
-            message = Message(
-                channel=Channel._get_channel(self),
-                user=Transaction().user,
-                content=content,
-                audience=audience)
-            message.save()
-            self.on_message(message, system=True)
+        if system:
+            message, = self.post_notices([(self, content, audience)])
             return message
+        with Transaction().set_context(_notify=False):
+            return Channel.post(self, content, audience=audience)
+
+    @classmethod
+    def post_notices(cls, notices):
+        """Notices of the system [(ticket, text, audience)]: an
+        acknowledgement, a solved notice, an escalation or a merge. Nobody
+        to tell live; a public one is emailed and goes to the history."""
+        pool = Pool()
+        Message = pool.get('ir.chat.message')
+        if not notices:
+            return []
+        channels = cls._channels([t for t, _, _ in notices])
+        user = Transaction().user
+        vlist = [{
+                'channel': channels[t.id],
+                'user': user,
+                'content': text,
+                'audience': audience,
+                } for t, text, audience in notices]
+        # Sent first so that their Message-IDs are saved with them
+        emails = [(values, t, Message(**values))
+            for (t, _, _), values in zip(notices, vlist)
+            if values['audience'] == 'public' and t.email]
+        with Transaction().set_context(helpdesk_system=True):
+            cls._send([(t, m) for _, t, m in emails])
+        for values, _, message in emails:
+            values['reference'] = message.reference
+        messages = Message.create(vlist)
+        cls._history([(t, m) for (t, _, _), m in zip(notices, messages)
+                if m.audience == 'public'], inbound=False)
+        return messages
 
     def add_customer_message(self, email, content, files=(), reference=None):
         """The customer's message in the conversation, with its files
         [(name, data)], which the customer sees on the status page; it
         reopens a solved ticket"""
+        message, = self.add_customer_messages(
+            [(self, email, content, files, reference)])
+        return message
+
+    @classmethod
+    def add_customer_messages(cls, entries):
+        """Messages of customers [(ticket, email, content, files,
+        reference)] at once, as add_customer_message says"""
         pool = Pool()
-        Channel = pool.get('ir.chat.channel')
         Message = pool.get('ir.chat.message')
         Attachment = pool.get('ir.attachment')
-        if self.kind == 'solved':
-            # The customer says it is not solved after all
-            self.__class__._to_kind([self], 'in_progress')
-        message = Message(
-            channel=Channel._get_channel(self),
-            email=email,
-            audience='public',
-            content=content,
-            reference=reference)
-        message.save()
+        Stage = pool.get('helpdesk.stage')
+        if not entries:
+            return []
+        tickets = [e[0] for e in entries]
+        # The customer says it is not solved after all
+        solved = list({t for t in tickets if t.kind == 'solved'})
+        if solved:
+            cls._to_kind(solved, 'in_progress')
+        # The customer answered: the ticket is back with the team
+        waiting = defaultdict(list)
+        for ticket in {t for t in tickets if t.kind == 'waiting'}:
+            waiting[ticket.team].append(ticket)
+        to_write = []
+        for team, team_tickets in waiting.items():
+            stages = Stage.for_team(team, 'in_progress')
+            if stages:
+                to_write.extend((team_tickets, {'stage': stages[0].id}))
+        if to_write:
+            cls.write(*to_write)
+        channels = cls._channels(tickets)
+        messages = Message.create([{
+                    'channel': channels[t.id],
+                    'email': email,
+                    'audience': 'public',
+                    'content': content,
+                    'reference': reference,
+                    } for t, email, content, _, reference in entries])
+        files = [{
+                'resource': str(t),
+                'name': name,
+                'type': 'data',
+                'data': data,
+                'helpdesk_public': True,
+                } for t, _, _, files, _ in entries for name, data in files]
         if files:
-            Attachment.create([{
-                        'resource': str(self),
-                        'name': name,
-                        'type': 'data',
-                        'data': data,
-                        'helpdesk_public': True,
-                        } for name, data in files])
-        self.on_message(message)
-        return message
+            Attachment.create(files)
+        cls._history(list(zip(tickets, messages)), inbound=True)
+        return messages
 
     def on_message(self, message, system=False):
         """A message was added to the conversation: an email to the
         customer for an answer, the first response date, an activity in
         the party's history"""
-        pool = Pool()
-        Activity = pool.get('crm.activity')
         if message.audience != 'public':
             return
         inbound = bool(message.email and not message.user)
         if not inbound:
-            if self.email:
-                self._send(message)
+            if self.email and not system:
+                self._send([(self, message)])
             if not system and not self.first_response:
                 self.__class__.write([self], {'first_response': _now()})
-        elif self.kind == 'waiting':
-            # The customer answered: the ticket is back with the team
-            stages = [s for s in pool.get('helpdesk.stage').for_team(
-                    self.team, 'in_progress')]
-            if stages:
-                self.__class__.write([self], {'stage': stages[0].id})
-        if self.party:
-            Activity.create([{
-                        'type': 'email',
-                        'subject': self.rec_name,
-                        'description': message.content,
-                        'party': self.party.id,
-                        'origin': str(self),
-                        'start': _now(),
-                        'company': self.company.id,
-                        # The customer's message is in the agent's history
-                        'user': (message.user or self.user
-                            or (self.team.leader if self.team else None)
-                            or pool.get('res.user')(Transaction().user)).id,
-                        'state': 'done',
-                        'outcome': (gettext('crm_helpdesk.msg_activity_in')
-                            if inbound else gettext(
-                                'crm_helpdesk.msg_activity_out')),
-                        }])
+        self._history([(self, message)], inbound=inbound)
 
-    def _send(self, message):
-        "Email a public message to the customer, threaded with the others"
+    @classmethod
+    def _history(cls, pairs, inbound):
+        """The public messages [(ticket, message)] as email activities of
+        the party's history, at once"""
+        pool = Pool()
+        Activity = pool.get('crm.activity')
+        User = pool.get('res.user')
+        outcome = gettext('crm_helpdesk.msg_activity_in' if inbound
+            else 'crm_helpdesk.msg_activity_out')
+        now = _now()
+        user = Transaction().user
+        vlist = []
+        for ticket, message in pairs:
+            if not ticket.party:
+                continue
+            vlist.append({
+                    'type': 'email',
+                    'subject': ticket.rec_name,
+                    'description': message.content,
+                    'party': ticket.party.id,
+                    'origin': str(ticket),
+                    'start': now,
+                    'company': ticket.company.id,
+                    # The customer's message is in the agent's history
+                    'user': (message.user or ticket.user
+                        or (ticket.team.leader if ticket.team else None)
+                        or User(user)).id,
+                    'state': 'done',
+                    'outcome': outcome,
+                    })
+        if vlist:
+            Activity.create(vlist)
+
+    @classmethod
+    def _send(cls, pairs):
+        """Email public messages [(ticket, message)] to the customers,
+        threaded with the others; the Message-ID of each becomes the
+        reference of its message"""
         pool = Pool()
         Configuration = pool.get('helpdesk.configuration')
         Message = pool.get('ir.chat.message')
+        if not pairs:
+            return
         config_ = Configuration(1)
         sender = config_.support_address or config.get('email', 'from')
         if not sender or '@' not in sender:
-            logger.warning("ticket %s: no support address to answer from",
-                self.number)
+            logger.warning("tickets %s: no support address to answer from",
+                ', '.join(t.number for t, _ in pairs))
             return
-        msg = EmailMessage()
-        msg['From'] = formataddr((config_.support_name or '', sender))
-        msg['To'] = self.email
-        msg['Reply-To'] = mail.reply_address(sender, self.reply_token())
-        msg['Subject'] = f'[{self.number}] {self.subject}'
-        msg['Auto-Submitted'] = 'auto-replied' if Transaction().context.get(
-            'helpdesk_system') else 'no'
-        references = [m.reference for m in Message.search([
-                    ('channel.resource', '=', str(self)),
-                    ('reference', '!=', None),
-                    ], order=[('id', 'ASC')])]
-        if references:
-            msg['In-Reply-To'] = f'<{references[-1]}>'
-            msg['References'] = ' '.join(f'<{r}>' for r in references[-10:])
         domain = sender.rpartition('@')[2] or None
-        message_id = make_msgid(domain=domain)
-        msg['Message-ID'] = message_id
-        msg.set_content(message.content + '\n\n-- \n' + gettext(
-                'crm_helpdesk.msg_email_footer', url=self.status_url()))
-        send_message_transactional(msg)
-        Message.write([message], {'reference': message_id.strip('<>')})
+        system = Transaction().context.get('helpdesk_system')
+        # The references of each conversation, oldest first
+        references = defaultdict(list)
+        for other in Message.search([
+                    ('channel', 'in', list({m.channel.id for _, m in pairs})),
+                    ('reference', '!=', None),
+                    ], order=[('id', 'ASC')]):
+            references[other.channel.id].append((other.id, other.reference))
+        to_write = []
+        for ticket, message in pairs:
+            msg = EmailMessage()
+            msg['From'] = formataddr((config_.support_name or '', sender))
+            msg['To'] = ticket.email
+            msg['Reply-To'] = mail.reply_address(
+                sender, ticket.reply_token())
+            msg['Subject'] = f'[{ticket.number}] {ticket.subject}'
+            msg['Auto-Submitted'] = 'auto-replied' if system else 'no'
+            thread = [r for i, r in references[message.channel.id]
+                if i != message.id]
+            if thread:
+                msg['In-Reply-To'] = f'<{thread[-1]}>'
+                msg['References'] = ' '.join(f'<{r}>' for r in thread[-10:])
+            message_id = make_msgid(domain=domain)
+            msg['Message-ID'] = message_id
+            msg.set_content(message.content + '\n\n-- \n' + gettext(
+                    'crm_helpdesk.msg_email_footer', url=ticket.status_url()))
+            send_message_transactional(msg)
+            if message.id is None:
+                message.reference = message_id.strip('<>')
+            else:
+                to_write.extend(([message], {
+                            'reference': message_id.strip('<>')}))
+        if to_write:
+            Message.write(*to_write)
 
     def from_customer(self, address):
         "Whether the address is the ticket's customer's"
@@ -948,9 +1016,27 @@ class Ticket(ChatMixin, ModelSQL, ModelView):
 
     @classmethod
     def from_inbound_email(cls, email_, rule):
-        "Action of an inbound email rule: a new ticket or a reply to one"
+        """Action of an inbound email rule: checks the email and leaves it
+        pending for process_inbound_emails"""
         from .inbound_email import receive
         return receive(email_, rule)
+
+    @classmethod
+    def process_inbound_emails(cls, drain=False):
+        """Queue task (a batch): the pending inbound emails become tickets
+        or replies; all of them with drain"""
+        from .inbound_email import BATCH, process
+        Email = Pool().get('inbound.email')
+        while True:
+            emails = Email.claim_helpdesk_pending(BATCH)
+            process(emails)
+            if not drain or len(emails) < BATCH:
+                break
+
+    @classmethod
+    def drain_inbound_emails(cls):
+        "Cron: what no queue task took (a worker stopped, say)"
+        cls.process_inbound_emails(drain=True)
 
 
 class ReplyStart(ModelView):

@@ -4,6 +4,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import make_msgid
 from pathlib import Path
+from unittest.mock import patch
 
 from trytond.exceptions import UserError
 from trytond.pool import Pool
@@ -15,6 +16,7 @@ from crm_core.tests.tools import (
     smtp_server)
 from trytond.modules.company.tests import set_company
 
+from . import test_helpdesk
 from .test_helpdesk import HelpdeskSetup
 
 DATA = Path(__file__).parent / 'data'
@@ -60,14 +62,32 @@ class InboundTestCase(CrmDatabaseTestCase):
         "What the webhook does with a posted message"
         pool = Pool()
         Email = pool.get('inbound.email')
+        Ticket = pool.get('helpdesk.ticket')
         if isinstance(raw, EmailMessage):
             raw = raw.as_bytes()
         emails = Email.from_webhook(self.inbox, raw, data_type)
         for email_ in emails:
             self.inbox.process(email_)
         Email.save(emails)
-        email_, = emails
+        # What the queue task does after the webhook's commit
+        Ticket.process_inbound_emails()
+        email_, = Email.browse(emails)
         return email_.result
+
+    def post(self, raw):
+        "The webhook's part: the email checked, stored and left pending"
+        pool = Pool()
+        Email = pool.get('inbound.email')
+        if isinstance(raw, EmailMessage):
+            raw = raw.as_bytes()
+        email_, = Email.from_webhook(self.inbox, raw, 'raw')
+        self.inbox.process(email_)
+        email_.save()
+        return email_
+
+    def received(self, smtp):
+        deliver_mail()
+        return test_helpdesk.HelpdeskTestCase.received(self, smtp)
 
     def conversation(self, ticket):
         pool = Pool()
@@ -280,6 +300,105 @@ class InboundTestCase(CrmDatabaseTestCase):
             ticket = self.receive(json.dumps(payload).encode(), 'postmark')
         self.assertEqual(ticket.subject, "From Postmark")
         self.assertEqual(ticket.party.name, "Postmark Customer")
+
+    @with_transaction()
+    def test_pending_emails_become_tickets_together(self):
+        """The webhook leaves emails pending; one task makes them tickets:
+        a new sender writing twice gets one party, a reply lands on its
+        ticket, each acknowledgement answers its customer's message"""
+        pool = Pool()
+        Ticket = pool.get('helpdesk.ticket')
+        Email = pool.get('inbound.email')
+        Mechanism = pool.get('party.contact_mechanism')
+        smtp = smtp_server(self)
+        hd = self.setup()
+        test_helpdesk.HelpdeskTestCase.configure(self)
+        with set_company(hd.company):
+            ticket = self.receive(message())
+            ack, = self.received(smtp)
+            smtp.messages.clear()
+            first = message(sender="Ned New <ned@new.example>",
+                subject="Scanner jammed")
+            second = message(sender="ned@NEW.example", subject="And the fax")
+            reply = message(subject="Re: " + ack['Subject'],
+                body="It works again, thanks.",
+                In_Reply_To=ack['Message-ID'])
+            emails = [self.post(m) for m in [first, second, reply]]
+            self.assertEqual([e.helpdesk_state for e in emails],
+                ['pending'] * 3)
+            self.assertEqual([e.result for e in emails], [None] * 3)
+            self.assertEqual(Ticket.search_count([]), 1)
+
+            Ticket.process_inbound_emails()
+
+            emails = Email.browse(emails)
+            self.assertEqual([e.helpdesk_state for e in emails],
+                ['done'] * 3)
+            scanner, fax, replied = [e.result for e in emails]
+            self.assertEqual(replied, ticket)
+            self.assertEqual(self.conversation(ticket)[-1].content,
+                "It works again, thanks.")
+            self.assertEqual((scanner.subject, fax.subject),
+                ("Scanner jammed", "And the fax"))
+            self.assertEqual(scanner.party, fax.party)
+            self.assertEqual(scanner.party.name, "Ned New")
+            self.assertEqual(Mechanism.search_count(
+                    [('value', 'ilike', 'ned@new.example')]), 1)
+            acks = {m['In-Reply-To']: m for m in self.received(smtp)}
+            self.assertEqual(set(acks), {first['Message-ID'],
+                    second['Message-ID']})
+            self.assertIn(scanner.number,
+                acks[first['Message-ID']]['Subject'])
+            self.assertIn(fax.number, acks[second['Message-ID']]['Subject'])
+
+    @with_transaction()
+    def test_failing_email_set_failed_and_others_made(self):
+        """An email that fails is set failed with its error and leaves
+        nothing behind: no ticket, no party, no mail; the others of its
+        batch become tickets"""
+        pool = Pool()
+        Ticket = pool.get('helpdesk.ticket')
+        Email = pool.get('inbound.email')
+        Party = pool.get('party.party')
+        smtp = smtp_server(self)
+        hd = self.setup()
+        test_helpdesk.HelpdeskTestCase.configure(self)
+        add = Ticket.add_customer_messages.__func__
+
+        def refuse_boom(cls, entries):
+            if any('boom' in e[2] for e in entries):
+                raise UserError("Refused")
+            return add(cls, entries)
+
+        with set_company(hd.company):
+            parties = Party.search_count([])
+            emails = [self.post(message(sender=f'{name}@example.net',
+                            subject=name, body=f"{name} happened"))
+                for name in ['one', 'boom', 'three']]
+            with patch.object(Ticket, 'add_customer_messages',
+                    classmethod(refuse_boom)), \
+                    self.assertLogs('crm_helpdesk.inbound_email', 'ERROR'):
+                Ticket.process_inbound_emails()
+            one, boom, three = Email.browse(emails)
+            self.assertEqual(
+                [e.helpdesk_state for e in (one, boom, three)],
+                ['done', 'failed', 'done'])
+            self.assertEqual(boom.helpdesk_error, "Refused")
+            self.assertIsNone(boom.result)
+            self.assertEqual(sorted(t.subject for t in Ticket.search([])),
+                ['one', 'three'])
+            self.assertEqual(Party.search_count([]), parties + 2)
+            self.assertEqual(sorted(m['To'] for m in self.received(smtp)),
+                ['one@example.net', 'three@example.net'])
+            # Nothing pending is left for the cron
+            self.assertEqual(Email.search_count(
+                    [('helpdesk_state', '=', 'pending')]), 0)
+            # Once the cause is gone, Process makes its ticket
+            Email.process([boom])
+            boom = Email(boom.id)
+            self.assertEqual(boom.helpdesk_state, 'done')
+            self.assertIsNone(boom.helpdesk_error)
+            self.assertEqual(boom.result.subject, 'boom')
 
 
 del CrmDatabaseTestCase

@@ -364,7 +364,7 @@ class HelpdeskStatusRouteTestCase(RouteTestCase):
         Ticket = Pool(DB_NAME).get('helpdesk.ticket')
 
         # After the reopening, the message and the file
-        with patch.object(Ticket, 'on_message',
+        with patch.object(Ticket, '_history',
                 side_effect=UserError("Refused")):
             response = self.client().post(url, data={
                     'message': "Not solved.",
