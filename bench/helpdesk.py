@@ -897,8 +897,9 @@ def drained(name, timeout=300):
 def settled(smtp):
     """The count of mail received once trytond has sent what its commits
     held (mail leaves after the commit that made it)"""
-    count = -1
-    while count != smtp.count:
+    count, still = -1, 0
+    while still < 4:
+        still = still + 1 if count == smtp.count else 0
         count = smtp.count
         time.sleep(0.5)
     return count
