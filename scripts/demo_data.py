@@ -20,6 +20,10 @@ dates move, relative to the day of the run.
 With crm_helpdesk activated: the agent dora, support teams on office
 hours, SLA policies, canned responses, the support mailbox and about 40
 tickets, each replayed at the moments of its story. Loading sends no email.
+
+With crm_callcenter activated: agents alice, bob and carol, the hotline
+(5000) and sales (6000) queues, dispositions, and about 300 calls of the
+last month, replayed through the CTI events the telephony would send.
 """
 import argparse
 import datetime as dt
@@ -63,6 +67,23 @@ COUNTRIES = {
     'SE': ("Sweden", 'SWE', '752'),
     'US': ("United States", 'USA', '840'),
     }
+
+# login, extension of the call center's agents
+CALL_AGENTS = [('alice', '1001'), ('bob', '1002'), ('carol', '1003')]
+CALL_QUEUES = [
+    # number, name, strategy, members
+    ('5000', "Customer Hotline", 'longest_idle', ['bob', 'carol']),
+    ('6000', "Sales Line", 'sticky', ['alice', 'bob']),
+    ]
+DISPOSITIONS = [
+    # code, name, success
+    ('solved', "Question answered", True),
+    ('sale', "Sale", True),
+    ('callback', "Call back later", False),
+    ('wrong_number', "Wrong number", False),
+    ]
+# Calls of the last month (weekends dropped)
+CALLS = 400
 
 USERS = [
     # login, name, group
@@ -880,6 +901,8 @@ class DemoData:
                 self.processes()
             if 'helpdesk.ticket' in dict(pool.iterobject()):
                 self.helpdesk()
+            if 'callcenter.call' in dict(pool.iterobject()):
+                self.callcenter()
             self.config_wizard()
         self.check_no_mail()
         return self.reg.created
@@ -1824,11 +1847,95 @@ class DemoData:
                 f"the demo data would send {len(queued)} emails "
                 f"(the first to {first})")
 
+    def callcenter(self):
+        """Agents bob and carol (and alice for sales), the hotline and
+        sales queues, dispositions, and a month of calls replayed as the
+        telephony would have sent their CTI events (crm_callcenter only)"""
+        pool = self.pool
+        User = pool.get('res.user')
+        Agent = pool.get('callcenter.agent')
+        Event = pool.get('callcenter.event')
+        Mechanism = pool.get('party.contact_mechanism')
+        agent_group = self.ref('crm_callcenter', 'group_callcenter_agent')
+        supervisor = self.ref('crm_callcenter', 'group_callcenter_supervisor')
+        for login, group in [('alice', agent_group), ('bob', agent_group),
+                ('carol', agent_group), ('manager', supervisor)]:
+            user = User(self.user[login])
+            if group not in [g.id for g in user.groups]:
+                User.write([user], {'groups': [('add', [group])]})
+        agents = dict(zip(['alice', 'bob', 'carol'], self.reg.ensure(
+                    'callcenter.agent', [(f'agent:{login}', {
+                                'user': self.user[login],
+                                'extension': extension,
+                                'company': self.company_id,
+                                }) for login, extension in CALL_AGENTS],
+                    match='extension')))
+        self.reg.ensure('callcenter.disposition', [
+                (f'disposition:{code}', {'name': name, 'code': code,
+                        'success': success, 'sequence': i})
+                for i, (code, name, success) in enumerate(DISPOSITIONS)],
+            match='code')
+        queues = {}
+        for number, name, strategy, members in CALL_QUEUES:
+            queues[number], = self.reg.ensure('callcenter.queue', [
+                    (f'queue:{number}', {
+                            'name': name, 'number': number,
+                            'company': self.company_id,
+                            'strategy': strategy,
+                            'members': [('add', [agents[m]
+                                        for m in members])],
+                            'overflow': 'callback',
+                            'overflow_seconds': 60,
+                            })], match='number')
+        phones = [m.value_compact for m in Mechanism.search([
+                    ('type', 'in', ['phone', 'mobile'])],
+                order=[('id', 'ASC')])]
+        rnd = random.Random(self.seed + 7)
+        events = []
+        start = self.today - dt.timedelta(days=30)
+        for n in range(CALLS):
+            day = start + dt.timedelta(days=rnd.randrange(30))
+            if day.weekday() >= 5:
+                continue
+            number, _, _, members = rnd.choice(CALL_QUEUES)
+            at = local_to_utc(day, rnd.randint(8, 17), rnd.randrange(60))
+            at += dt.timedelta(seconds=rnd.randrange(60))
+            caller = (rnd.choice(phones) if rnd.random() < 0.8
+                else f'+4915{rnd.randrange(10**8, 10**9)}')
+            extension = dict(CALL_AGENTS)[rnd.choice(members)]
+            events.extend(demo_call(f'demo-{n}', caller, number, extension,
+                    at, rnd))
+        Event.ingest(self.company_id, events)
+        Event.apply_pending(drain=True)
+        Agent.go_offline(Agent.browse(list(agents.values())))
+
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')
         items = Item.search([('state', '!=', 'done')])
         if items:
             Item.write(items, {'state': 'done'})
+
+
+def demo_call(call_id, caller, queue, extension, at, rnd):
+    """The CTI events of one call: answered (80 %), abandoned in the
+    queue or missed"""
+    def event(type_, seconds, **values):
+        return {
+            'event_id': f'{call_id}:{type_}', 'call_id': call_id,
+            'type': type_, 'direction': 'inbound',
+            'timestamp': at + dt.timedelta(seconds=seconds),
+            'from_number': caller, 'to_number': queue,
+            'queue_number': queue, 'extension': extension,
+            'digits': None, 'target': None, 'reason': None,
+            'recording_url': None, **values}
+    ring = rnd.randint(3, 40)
+    luck = rnd.random()
+    if luck < 0.8:
+        talk = int(rnd.expovariate(1 / 240)) + 20
+        return [event('ringing', 0), event('answered', ring),
+            event('ended', ring + talk)]
+    reason = 'abandoned' if luck < 0.93 else 'no_answer'
+    return [event('ringing', 0), event('missed', ring, reason=reason)]
 
 
 def summary(created, elapsed):
@@ -1912,6 +2019,16 @@ def summary(created, elapsed):
                 ("internal notes", Message.search_count(
                         [tickets, ('audience', '=', 'internal')])),
                 ]
+    if 'callcenter.call' in dict(pool.iterobject()):
+        Call = pool.get('callcenter.call')
+        rows += [
+            ("call queues", pool.get('callcenter.queue').search_count([])),
+            ("call agents", pool.get('callcenter.agent').search_count([])),
+            ("calls", Call.search_count([])),
+            ("  answered", Call.search_count([('state', '=', 'ended')])),
+            ("  not answered", Call.search_count(
+                    [('state', 'in', ['missed', 'abandoned'])])),
+            ]
     print(f"Demo data in company {company.rec_name} "
         f"({sum(created.values())} records created, {elapsed:.1f} s):")
     for label, count in rows:

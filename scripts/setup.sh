@@ -6,16 +6,20 @@
 #   web/node_modules (npm install) + sao's own runtime deps (sao's index.html
 #     loads jquery & co from tryton-sao/node_modules);
 #   with --chromium: Debian's chromium for the browser tests (never
-#     `playwright install`: no browser download from outside Debian).
+#     `playwright install`: no browser download from outside Debian);
+#   with --telephony: Kamailio, baresip, espeak-ng and sox from Debian for
+#     the call center's real-SIP tests (scripts/telephony.sh).
 # Stamps (hashes of the inputs) live in var/stamps/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 WITH_CHROMIUM=0
+WITH_TELEPHONY=0
 for arg in "$@"; do
     case "$arg" in
         --chromium) WITH_CHROMIUM=1 ;;
-        *) echo "usage: $0 [--chromium]" >&2; exit 2 ;;
+        --telephony) WITH_TELEPHONY=1 ;;
+        *) echo "usage: $0 [--chromium] [--telephony]" >&2; exit 2 ;;
     esac
 done
 
@@ -78,5 +82,10 @@ if [ "$WITH_CHROMIUM" = 1 ] && [ ! -x /usr/bin/chromium ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq chromium >/dev/null
     [ -x /usr/bin/chromium ] || { echo "chromium install failed" >&2; exit 1; }
+fi
+
+# --- Telephony for the call center's SIP tests ------------------------------
+if [ "$WITH_TELEPHONY" = 1 ]; then
+    "$ROOT/scripts/telephony.sh"
 fi
 log "done"

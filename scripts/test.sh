@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: every test of every module, on SQLite then on PostgreSQL,
 # then the browser tests.  Usage: test.sh [all|sqlite|postgresql|browser]...
-#   all = setup (with Debian's chromium) + sqlite + postgresql + browser.
+#   all = setup (with Debian's chromium and telephony) + sqlite +
+#   postgresql + browser.
 # Every phase runs even when an earlier one failed (one CI run shows all
 # failures); the exit status is non-zero when any phase failed.
 set -uo pipefail
@@ -12,11 +13,12 @@ PHASES=("$@")
 [ "${#PHASES[@]}" -gt 0 ] || PHASES=(all)
 if [ "${PHASES[*]}" = all ]; then
     PHASES=(sqlite postgresql browser)
-    SETUP_ARGS=(--chromium)
+    SETUP_ARGS=(--chromium --telephony)
 else
-    SETUP_ARGS=()
+    # The module tests place real SIP calls (crm_callcenter)
+    SETUP_ARGS=(--telephony)
     for p in "${PHASES[@]}"; do
-        [ "$p" = browser ] && SETUP_ARGS=(--chromium)
+        [ "$p" = browser ] && SETUP_ARGS+=(--chromium)
     done
 fi
 

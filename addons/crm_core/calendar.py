@@ -1,3 +1,4 @@
+import datetime as dt
 from collections import defaultdict
 
 from trytond.cache import Cache
@@ -131,6 +132,10 @@ class WorkingClock:
         if self.calendar:
             return self.calendar.working_time(start, end)
         return working_time.working_time(None, start, end)
+
+    def is_working(self, moment):
+        "Whether moment (naive UTC) is in working time"
+        return bool(self.between(moment, moment + dt.timedelta(seconds=1)))
 
 
 def clear_schedules():

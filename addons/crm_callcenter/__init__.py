@@ -1,0 +1,1 @@
+from . import routes  # noqa: F401 (the CTI event and routing API)

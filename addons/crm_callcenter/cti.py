@@ -1,0 +1,478 @@
+"""Computer-telephony integration: the events a PBX sends (stored once
+each, by event id) and the calls they make; the routing decision the
+PBX asks for each incoming call.
+
+Events are stored as they come, in any order and as often as they come;
+a queue task then makes each touched call what all of its events say
+(fold()), so that a late or repeated event changes nothing it should
+not."""
+import datetime as dt
+import logging
+from collections import defaultdict
+
+from sql import Conflict, Literal
+
+from trytond import backend
+from trytond.i18n import gettext
+from trytond.model import Index, ModelSQL, ModelView, Unique, fields
+from trytond.pool import Pool
+from trytond.transaction import Transaction
+
+from crm_core.savepoint import savepoint
+
+from .call import DIRECTIONS, normalised, seconds
+from .exceptions import EventError
+
+logger = logging.getLogger(__name__)
+
+TYPES = [
+    ('ringing', "Ringing"),
+    ('answered', "Answered"),
+    ('ended', "Ended"),
+    ('missed', "Missed"),
+    ('transferred', "Transferred"),
+    ('dtmf', "DTMF"),
+    ]
+TYPE_NAMES = {t for t, _ in TYPES}
+# Why a call ended without answer, as events may say
+REASONS = {'abandoned', 'voicemail', 'no_answer', 'busy', 'rejected'}
+MAX_TEXT = 128
+# Pending events made into calls in one go
+BATCH = 500
+
+
+def _now():
+    return dt.datetime.now()
+
+
+def parse_timestamp(value):
+    "A naive UTC datetime of an epoch number or an ISO 8601 string"
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(
+            value, dt.timezone.utc).replace(tzinfo=None)
+    if isinstance(value, str):
+        moment = dt.datetime.fromisoformat(value.replace('Z', '+00:00'))
+        if moment.tzinfo:
+            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return moment
+    raise ValueError(value)
+
+
+def validate(raw):
+    """The event of a JSON object, checked: a dict of the columns of
+    callcenter.event; raises EventError naming the fields at fault"""
+    if not isinstance(raw, dict):
+        raise EventError(gettext('crm_callcenter.msg_event_not_object'),
+            fields=['event'])
+    wrong = []
+
+    def text(name, required=False):
+        value = raw.get(name)
+        if value is None or value == '':
+            if required:
+                wrong.append(name)
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or len(value) > MAX_TEXT:
+            wrong.append(name)
+            return None
+        return value.strip()
+
+    event = {
+        'event_id': text('id', True),
+        'call_id': text('call_id', True),
+        'type': raw.get('type'),
+        'from_number': text('from'),
+        'to_number': text('to'),
+        'extension': text('extension'),
+        'queue_number': text('queue'),
+        'digits': text('digits'),
+        'target': text('target'),
+        'reason': text('reason'),
+        'recording_url': text('recording_url'),
+        'direction': raw.get('direction') or 'inbound',
+        }
+    if event['type'] not in TYPE_NAMES:
+        wrong.append('type')
+    if event['direction'] not in {d for d, _ in DIRECTIONS}:
+        wrong.append('direction')
+    if event['reason'] and event['reason'] not in REASONS:
+        wrong.append('reason')
+    if event['type'] == 'dtmf' and not event['digits']:
+        wrong.append('digits')
+    try:
+        event['timestamp'] = parse_timestamp(raw.get('timestamp'))
+    except (ValueError, TypeError, OverflowError, OSError):
+        wrong.append('timestamp')
+    if wrong:
+        raise EventError(gettext('crm_callcenter.msg_event_invalid',
+                fields=', '.join(sorted(set(wrong)))), fields=sorted(
+                set(wrong)))
+    return event
+
+
+def fold(events):
+    """What a call is after its events (dicts with the Event columns), in
+    whatever order they came: the values of callcenter.call that events
+    give, and the extension of its agent"""
+    events = sorted(events, key=lambda e: (e['timestamp'], e['id']))
+    first = events[0]
+    by_type = defaultdict(list)
+    for event in events:
+        by_type[event['type']].append(event)
+    values = {
+        'direction': first['direction'],
+        'from_number': next(
+            (e['from_number'] for e in events if e['from_number']), None),
+        'to_number': next(
+            (e['to_number'] for e in events if e['to_number']), None),
+        'created': first['timestamp'],
+        'answered': None,
+        'ended': None,
+        }
+    queue = [e['queue_number'] for e in events if e['queue_number']]
+    extension = None
+    for event in events:
+        if event['type'] in {'ringing', 'answered'} and event['extension']:
+            extension = event['extension']
+        elif event['type'] == 'transferred' and event['target']:
+            extension = event['target']
+    if by_type['answered']:
+        values['answered'] = by_type['answered'][0]['timestamp']
+    ends = by_type['ended'] + by_type['missed']
+    if ends:
+        values['ended'] = ends[-1]['timestamp']
+    reasons = [e['reason'] for e in ends if e['reason']]
+    if values['ended']:
+        if values['answered']:
+            state = 'ended'
+        elif 'voicemail' in reasons:
+            state = 'voicemail'
+        elif 'abandoned' in reasons:
+            state = 'abandoned'
+        else:
+            state = 'missed'
+    elif values['answered']:
+        state = 'answered'
+    else:
+        state = 'ringing'
+    values['state'] = state
+    values['wait_seconds'] = seconds(
+        values['created'], values['answered'] or values['ended'])
+    values['talk_seconds'] = seconds(values['answered'], values['ended'])
+    recordings = [e['recording_url'] for e in events if e['recording_url']]
+    if recordings:
+        values['recording_url'] = recordings[-1]
+    return values, extension, queue[-1] if queue else None
+
+
+class Event(ModelSQL, ModelView):
+    __name__ = 'callcenter.event'
+    __string__ = "CTI Event"
+    _rec_name = 'event_id'
+
+    company = fields.Many2One(
+        'company.company', "Company", required=True, readonly=True)
+    application = fields.Many2One('res.user.application', "Application",
+        readonly=True, ondelete='SET NULL',
+        help="The connector that sent the event.")
+    event_id = fields.Char("Event ID", required=True, readonly=True)
+    call_id = fields.Char("Call ID", required=True, readonly=True)
+    type = fields.Selection(TYPES, "Type", required=True, readonly=True)
+    timestamp = fields.DateTime("Timestamp", required=True, readonly=True)
+    direction = fields.Selection(DIRECTIONS, "Direction", required=True,
+        readonly=True)
+    from_number = fields.Char("From", readonly=True)
+    to_number = fields.Char("To", readonly=True)
+    extension = fields.Char("Extension", readonly=True)
+    queue_number = fields.Char("Queue", readonly=True)
+    digits = fields.Char("Digits", readonly=True)
+    target = fields.Char("Target", readonly=True)
+    reason = fields.Char("Reason", readonly=True)
+    recording_url = fields.Char("Recording", readonly=True)
+    pending = fields.Boolean("Pending", readonly=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_constraints += [
+            ('event_unique', Unique(t, t.company, t.event_id),
+                'crm_callcenter.msg_event_id_unique'),
+            ]
+        cls._sql_indexes.update({
+                Index(t, (t.call_id, Index.Equality())),
+                Index(t, (t.id, Index.Range()), where=t.pending == True),
+                })
+        cls._order = [('timestamp', 'DESC'), ('id', 'DESC')]
+
+    @classmethod
+    def ingest(cls, company, events, application=None):
+        """Store the validated events that are not stored yet (the same
+        event id again is a repeat); queue making them calls. Return the
+        number of new events."""
+        table = cls.__table__()
+        transaction = Transaction()
+        cursor = transaction.connection.cursor()
+        if not events:
+            return 0
+        columns = ['event_id', 'call_id', 'type', 'timestamp', 'direction',
+            'from_number', 'to_number', 'extension', 'queue_number',
+            'digits', 'target', 'reason', 'recording_url']
+        user = transaction.user
+        now = _now()
+        # The same id twice in one request is one event
+        unique = list({e['event_id']: e for e in events}.values())
+        database = transaction.database
+        if not database.has_returning():
+            # SQLite: one writer at a time, the stored ones are left out
+            cursor.execute(*table.select(table.event_id,
+                    where=(table.company == company)
+                    & table.event_id.in_([e['event_id'] for e in unique])))
+            stored = {i for i, in cursor}
+            unique = [e for e in unique if e['event_id'] not in stored]
+            if not unique:
+                return 0
+        query = table.insert(
+            [table.company, table.application, table.pending,
+                table.create_uid, table.create_date]
+            + [getattr(table, c) for c in columns],
+            [[company, application, True, user, now]
+                + [e[c] for c in columns] for e in unique])
+        if database.has_returning():
+            # Another request may store the same event at the same time
+            query.on_conflict = Conflict(
+                table, indexed_columns=[table.company, table.event_id])
+            query.returning = [table.id]
+            cursor.execute(*query)
+            ids = [i for i, in cursor]
+        else:
+            cursor.execute(*query)
+            cursor.execute(*table.select(table.id,
+                    where=(table.company == company)
+                    & table.event_id.in_([e['event_id'] for e in unique])))
+            ids = [i for i, in cursor]
+        if ids:
+            cls.__queue__.apply_pending(cls.browse(ids[:1]))
+        return len(ids)
+
+    @classmethod
+    def apply_pending(cls, events=None, drain=False):
+        """Queue task (a batch) and cron (drain): the calls of the pending
+        events become what their events say"""
+        while True:
+            pending = cls.claim_pending(BATCH)
+            cls.apply(pending)
+            if not drain or len(pending) < BATCH:
+                break
+
+    @classmethod
+    def drain(cls):
+        "Cron: the events no queue task took"
+        cls.apply_pending(drain=True)
+
+    @classmethod
+    def claim_pending(cls, limit):
+        "The oldest pending events, locked: another worker takes the next"
+        transaction = Transaction()
+        table = cls.__table__()
+        cursor = transaction.connection.cursor()
+        query = table.select(table.id, where=table.pending == Literal(True),
+            order_by=[table.id.asc], limit=limit)
+        if transaction.database.has_select_for():
+            For = transaction.database.get_select_for_skip_locked()
+            query.for_ = For('UPDATE')
+        cursor.execute(*query)
+        return cls.browse([i for i, in cursor])
+
+    @classmethod
+    def apply(cls, events):
+        """Make the calls of the events what all their events say; a call
+        that fails stays pending (for the next task or the cron) and does
+        not hold back the others"""
+        table = cls.__table__()
+        cursor = Transaction().connection.cursor()
+        by_company = defaultdict(set)
+        for event in events:
+            by_company[event.company.id].add(event.call_id)
+        done = []
+        for company, call_ids in by_company.items():
+            with Transaction().set_context(company=company):
+                try:
+                    with savepoint('callcenter_apply'):
+                        apply_calls(company, sorted(call_ids))
+                    done.extend(call_ids)
+                except backend.DatabaseOperationalError:
+                    raise
+                except Exception:
+                    logger.info("calls applied one by one", exc_info=True)
+                    for call_id in sorted(call_ids):
+                        try:
+                            with savepoint('callcenter_apply_one'):
+                                apply_calls(company, [call_id])
+                            done.append(call_id)
+                        except backend.DatabaseOperationalError:
+                            raise
+                        except Exception:
+                            logger.exception("call %s left pending", call_id)
+        ids = [e.id for e in events if e.call_id in set(done)]
+        for sub_ids in _slices(ids):
+            cursor.execute(*table.update([table.pending], [False],
+                    where=table.id.in_(sub_ids)))
+
+
+def _slices(ids, size=1000):
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+EVENT_COLUMNS = ['id', 'call_id', 'type', 'timestamp', 'direction',
+    'from_number', 'to_number', 'extension', 'queue_number', 'target',
+    'reason', 'recording_url']
+
+
+def apply_calls(company, call_ids):
+    """Create or update the calls of call_ids from all their events, and
+    what a change of state does: the agent's status, the screen pop, the
+    history entry, a callback for a missed call"""
+    pool = Pool()
+    Event = pool.get('callcenter.event')
+    Call = pool.get('callcenter.call')
+    Agent = pool.get('callcenter.agent')
+    Queue = pool.get('callcenter.queue')
+    Party = pool.get('party.party')
+    table = Event.__table__()
+    cursor = Transaction().connection.cursor()
+    events = defaultdict(list)
+    for sub_ids in _slices(call_ids):
+        cursor.execute(*table.select(
+                *[getattr(table, c) for c in EVENT_COLUMNS],
+                where=(table.company == company)
+                & table.call_id.in_(sub_ids)))
+        for row in cursor:
+            event = dict(zip(EVENT_COLUMNS, row))
+            events[event['call_id']].append(event)
+    calls = {c.call_id: c for c in Call.search([
+                ('company', '=', company),
+                ('call_id', 'in', call_ids),
+                ])}
+    folded = {i: fold(events[i]) for i in call_ids if events[i]}
+    agents = Agent.by_extension(
+        {e for _, e, _ in folded.values() if e}, company)
+    queues = {}
+    for _, _, number in folded.values():
+        if number and number not in queues:
+            queues[number] = Queue.by_number(number, company)
+    numbers = {}
+    for call_id, (values, _, _) in folded.items():
+        number = (values['from_number'] if values['direction'] == 'inbound'
+            else values['to_number'])
+        numbers[call_id] = normalised(number)
+    by_phone = Party._parties_by_contact(
+        phones=[n for n in numbers.values() if n])
+
+    to_create, to_write, changes = [], [], []
+    for call_id, (values, extension, queue_number) in folded.items():
+        agent = agents.get(extension)
+        queue = queues.get(queue_number)
+        values = dict(values,
+            agent=agent.id if agent else None,
+            user=agent.user.id if agent else None,
+            queue=queue.id if queue else None)
+        call = calls.get(call_id)
+        if call is None:
+            parties = by_phone.get((numbers[call_id] or '').lower(), ())
+            # Several parties with the number: the agent chooses
+            values['party'] = min(parties) if len(parties) == 1 else None
+            to_create.append(dict(values, call_id=call_id, company=company))
+            changes.append((call_id, None))
+        else:
+            changed = {k: v for k, v in values.items()
+                if _value(getattr(call, k)) != v}
+            if changed:
+                to_write.extend(([call], changed))
+                changes.append((call_id, call.state))
+    if to_create:
+        for call in Call.create(to_create):
+            calls[call.call_id] = call
+    if to_write:
+        Call.write(*to_write)
+    changed = [(Call(calls[i].id), old) for i, old in changes]
+    Call.on_state_change(changed)
+
+
+def _value(value):
+    return value.id if isinstance(value, ModelSQL) else value
+
+
+class Router:
+    """The routing decision for an incoming call: which agent, queue or
+    overflow gets it. The answer is a JSON-able dict:
+    {'action': 'agent', 'target': extension, 'targets': [...],
+    'queue': number} | {'action': 'wait', 'queue': number,
+    'retry_after': s} | {'action': 'voicemail' | 'callback' | 'reject',
+    ...}"""
+
+    def __init__(self, company):
+        self.company = company
+
+    def route(self, call_id, from_number, to_number, waited=0, now=None):
+        pool = Pool()
+        Queue = pool.get('callcenter.queue')
+        Agent = pool.get('callcenter.agent')
+        now = now or _now()
+        agent = Agent.by_extension([to_number], self.company).get(to_number)
+        if agent:
+            if agent.free(now):
+                self._ringing([agent], call_id, from_number, to_number,
+                    None, now)
+                return {'action': 'agent', 'target': agent.extension,
+                    'targets': [agent.extension]}
+            return {'action': 'busy', 'target': agent.extension}
+        queue = Queue.by_number(to_number, self.company)
+        if not queue:
+            return {'action': 'reject', 'reason': 'unknown_number'}
+        return self.to_queue(queue, call_id, from_number, waited, now,
+            seen=set())
+
+    def to_queue(self, queue, call_id, from_number, waited, now, seen):
+        pool = Pool()
+        Party = pool.get('party.party')
+        seen.add(queue.id)
+        parties = Party._parties_by_contact(
+            phones=[normalised(from_number)] if from_number else [])
+        found = parties.get((normalised(from_number) or '').lower(), ())
+        party = Party(min(found)) if len(found) == 1 else None
+        if queue.is_open(now):
+            agents = queue.choose(party, now)
+            if agents:
+                self._ringing(agents, call_id, from_number, queue.number,
+                    queue, now)
+                return {'action': 'agent', 'target': agents[0].extension,
+                    'targets': [a.extension for a in agents],
+                    'queue': queue.number}
+            overflow = queue.overflow_target(waited)
+        else:
+            overflow = queue.overflow_target(float('inf')) or ('reject', None)
+        if not overflow:
+            return {'action': 'wait', 'queue': queue.number,
+                'retry_after': 5}
+        action, other = overflow
+        if action == 'queue' and other and other.id not in seen:
+            return self.to_queue(other, call_id, from_number, 0, now, seen)
+        if action == 'callback':
+            pool.get('callcenter.call').request_callback(
+                queue, from_number, party, now)
+        return {'action': action if action != 'queue' else 'reject',
+            'queue': queue.number}
+
+    def _ringing(self, agents, call_id, from_number, to_number, queue, now):
+        "The agents ring: no other call is routed to them meanwhile"
+        pool = Pool()
+        Agent = pool.get('callcenter.agent')
+        Agent.set_status(agents, 'ringing', now=now)
+        if queue and queue.strategy == 'round_robin':
+            queue.__class__.write([queue], {'last_agent': agents[0].id})

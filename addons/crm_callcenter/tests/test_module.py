@@ -1,0 +1,19 @@
+from trytond.modules.company.tests import CompanyTestMixin
+from trytond.modules.party.tests import PartyCheckReplaceMixin
+from trytond.tests.test_tryton import ModuleTestCase, with_transaction
+
+from crm_core.tests.tools import sao_unknown_list_columns
+
+
+class CrmCallCenterTestCase(
+        PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
+    "Test CRM Call Center module"
+    module = 'crm_callcenter'
+
+    @with_transaction()
+    def test_lists_open_in_sao(self):
+        "Every list view has only columns that sao can show"
+        self.assertEqual(sao_unknown_list_columns(self.module), [])
+
+
+del ModuleTestCase
