@@ -1,1 +1,1 @@
-from . import routes  # noqa: F401 (the CTI event and routing API)
+from . import routes, pages  # noqa: F401 (the telephony API, the pages)

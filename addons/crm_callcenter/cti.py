@@ -423,6 +423,7 @@ class Router:
         pool = Pool()
         Queue = pool.get('callcenter.queue')
         Agent = pool.get('callcenter.agent')
+        IVR = pool.get('callcenter.ivr')
         now = now or _now()
         agent = Agent.by_extension([to_number], self.company).get(to_number)
         if agent:
@@ -432,6 +433,9 @@ class Router:
                 return {'action': 'agent', 'target': agent.extension,
                     'targets': [agent.extension]}
             return {'action': 'busy', 'target': agent.extension}
+        menu = IVR.by_number(to_number, self.company)
+        if menu:
+            return menu.route_call(call_id, from_number, now)
         queue = Queue.by_number(to_number, self.company)
         if not queue:
             return {'action': 'reject', 'reason': 'unknown_number'}
