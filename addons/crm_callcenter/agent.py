@@ -63,6 +63,9 @@ class Agent(DeactivableMixin, ModelSQL, ModelView):
     wrap_up_until = fields.DateTime("Wrap-Up Until", readonly=True,
         help="Empty while the wrap-up form is due.")
     last_call_end = fields.DateTime("Last Call Ended", readonly=True)
+    phone_control = fields.Char("Phone Control",
+        help="host:port of the ctrl_tcp interface of the agent's baresip "
+        "phone, for click-to-dial.")
     current_call = fields.Many2One('callcenter.call', "Current Call",
         readonly=True, ondelete='SET NULL')
     queues = fields.Many2Many('callcenter.queue.member', 'agent', 'queue',
@@ -192,6 +195,20 @@ class Agent(DeactivableMixin, ModelSQL, ModelView):
         if company:
             domain.append(('company', '=', company))
         return {a.extension: a for a in cls.search(domain)}
+
+    @classmethod
+    def dial(cls, number):
+        """Make the current user's phone call number through the connector
+        of the configuration: False when there is no connector or the user
+        is no agent (the caller falls back to a tel: link)"""
+        pool = Pool()
+        Configuration = pool.get('callcenter.configuration')
+        connector = Configuration(1).get_connector()
+        agents = cls.search([('user', '=', Transaction().user)], limit=1)
+        if not connector or not agents:
+            return False
+        connector.originate(agents[0], number)
+        return True
 
     def free(self, now=None):
         "Whether the agent can take a call now"

@@ -256,7 +256,7 @@ class Call(ModelSQL, ModelView):
             return
         caller = self.party.rec_name if self.party else (
             self.customer_number or '?')
-        self.notify_user([self], 'tryton-phone', gettext(
+        self.__class__.notify_user([self], 'tryton-phone', gettext(
                 'crm_callcenter.msg_screen_pop', caller=caller),
             user=self.user.id)
 

@@ -140,6 +140,10 @@ def fold(events):
             extension = event['extension']
         elif event['type'] == 'transferred' and event['target']:
             extension = event['target']
+    if extension is None:
+        # The agent's phone never rang (unreachable): the end names it
+        extension = next((e['extension'] for e in reversed(events)
+                if e['extension']), None)
     if by_type['answered']:
         values['answered'] = by_type['answered'][0]['timestamp']
     ends = by_type['ended'] + by_type['missed']
@@ -362,6 +366,10 @@ def apply_calls(company, call_ids):
     folded = {i: fold(events[i]) for i in call_ids if events[i]}
     agents = Agent.by_extension(
         {e for _, e, _ in folded.values() if e}, company)
+    # A routed call's events may only give the number dialled: its queue
+    for call_id, (values, extension, number) in list(folded.items()):
+        if not number and values['direction'] == 'inbound':
+            folded[call_id] = (values, extension, values['to_number'])
     queues = {}
     for _, _, number in folded.values():
         if number and number not in queues:

@@ -17,3 +17,7 @@ class EventError(UserError):
     def __init__(self, message, fields=None):
         super().__init__(message)
         self.fields = fields or []
+
+
+class DialError(UserError):
+    pass

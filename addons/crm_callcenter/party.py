@@ -1,5 +1,8 @@
-from trytond.model import fields
+from trytond.model import ModelView, fields
 from trytond.pool import Pool, PoolMeta
+from trytond.pyson import Eval
+
+PHONE_TYPES = {'phone', 'mobile'}
 
 
 class Party(metaclass=PoolMeta):
@@ -30,3 +33,33 @@ class Erase(metaclass=PoolMeta):
                 ['from_number', 'to_number', 'notes', 'recording_url'],
                 [None, None, None, None]),
             ]
+
+
+class ContactMechanism(metaclass=PoolMeta):
+    __name__ = 'party.contact_mechanism'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._buttons.update({
+                'callcenter_dial': {
+                    'invisible': ~Eval('type').in_(list(PHONE_TYPES)),
+                    'depends': ['type'],
+                    },
+                })
+
+    @classmethod
+    @ModelView.button
+    def callcenter_dial(cls, mechanisms):
+        "Call the number from the user's phone, else open it as tel: link"
+        pool = Pool()
+        Agent = pool.get('callcenter.agent')
+        if not mechanisms:
+            return
+        mechanism = mechanisms[0]
+        number = mechanism.value_compact or mechanism.value
+        if mechanism.type not in PHONE_TYPES or not number:
+            return
+        if Agent.dial(number):
+            return
+        return {'type': 'ir.action.url', 'url': f'tel:{number}'}
