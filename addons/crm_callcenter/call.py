@@ -163,10 +163,15 @@ class Call(ModelSQL, ModelView):
         cls.finish_wrap_up(calls)
 
     @classmethod
-    def finish_wrap_up(cls, calls, disposition=None, notes=None):
+    def finish_wrap_up(cls, calls, disposition=None, notes=None,
+            callback_at=None):
+        """The agent's wrap-up: disposition and notes on the calls and their
+        history, the outcome of the call list entries they were for
+        (callback_at: when the customer asked to be called again)"""
         pool = Pool()
         Agent = pool.get('callcenter.agent')
         Activity = pool.get('crm.activity')
+        Entry = pool.get('callcenter.call_list.entry')
         values = {'wrapped_up': True}
         if disposition:
             values['disposition'] = disposition.id
@@ -180,6 +185,11 @@ class Call(ModelSQL, ModelView):
                             'outcome': call.outcome_text()}))
         if outcomes:
             Activity.write(*outcomes)
+        for call in calls:
+            entry = Entry.of_call(call)
+            if entry:
+                Entry.record_outcome([entry], disposition, notes,
+                    callback_at=callback_at, call=call)
         agents = [c.agent for c in calls
             if c.agent and c.agent.status == 'wrap_up'
             and c.agent.current_call == c]

@@ -1,4 +1,4 @@
-from trytond.exceptions import UserError
+from trytond.exceptions import UserError, UserWarning
 from trytond.model.exceptions import ValidationError
 
 
@@ -20,4 +20,8 @@ class EventError(UserError):
 
 
 class DialError(UserError):
+    pass
+
+
+class CallListWarning(UserWarning):
     pass

@@ -19,6 +19,7 @@ class Replace(metaclass=PoolMeta):
     def fields_to_replace(cls):
         return super().fields_to_replace() + [
             ('callcenter.call', 'party'),
+            ('callcenter.call_list.entry', 'party'),
             ]
 
 
@@ -28,10 +29,13 @@ class Erase(metaclass=PoolMeta):
     def to_erase(self, party_id):
         pool = Pool()
         Call = pool.get('callcenter.call')
+        Entry = pool.get('callcenter.call_list.entry')
         return super().to_erase(party_id) + [
             (Call, [('party', '=', party_id)], True,
                 ['from_number', 'to_number', 'notes', 'recording_url'],
                 [None, None, None, None]),
+            (Entry, [('party', '=', party_id)], False,
+                ['number', 'notes'], ['', None]),
             ]
 
 
