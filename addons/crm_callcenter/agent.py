@@ -24,6 +24,8 @@ STATUSES = [
     ]
 # The statuses an agent chooses; the others follow the calls
 CHOSEN = {'available', 'paused', 'offline'}
+# How long an agent the ACD chose waits for the telephony's ringing event
+RINGING_TIMEOUT = dt.timedelta(seconds=60)
 
 
 def _now():
@@ -215,8 +217,23 @@ class Agent(DeactivableMixin, ModelSQL, ModelView):
         now = now or _now()
         if self.status == 'available':
             return True
+        if (self.status == 'ringing' and not self.current_call
+                and self.status_since
+                and self.status_since + RINGING_TIMEOUT <= now):
+            # Routed to, but the telephony never said the phone rang
+            return True
         return (self.status == 'wrap_up' and self.wrap_up_until is not None
             and self.wrap_up_until <= now)
+
+    @classmethod
+    def end_wrap_ups(cls, now=None):
+        "Cron: the agents whose wrap-up time is over are available"
+        now = now or _now()
+        agents = cls.search([
+                ('status', '=', 'wrap_up'),
+                ('wrap_up_until', '<=', now),
+                ])
+        cls.set_status(agents, 'available', now=now, call=False)
 
 
 class AgentSkill(ModelSQL, ModelView):

@@ -275,8 +275,10 @@ class Event(ModelSQL, ModelView):
 
     @classmethod
     def drain(cls):
-        "Cron: the events no queue task took"
+        """Cron: the events no queue task took; the agents whose wrap-up
+        time is over"""
         cls.apply_pending(drain=True)
+        Pool().get('callcenter.agent').end_wrap_ups()
 
     @classmethod
     def claim_pending(cls, limit):

@@ -180,6 +180,9 @@ class CallCenterTestCase(CrmDatabaseTestCase):
             self.assertEqual([s.status for s in sorted(
                         agent.status_log, key=lambda s: s.id)],
                 ['offline', 'available', 'ringing', 'available', 'wrap_up'])
+            agent.__class__.end_wrap_ups(
+                now=call.ended + dt.timedelta(seconds=31))
+            self.assertEqual(cc.agent(cc.a1001).status, 'available')
 
     @with_transaction()
     def test_wrap_up_frees_the_agent(self):
@@ -199,6 +202,8 @@ class CallCenterTestCase(CrmDatabaseTestCase):
             self.assertFalse(agent.free())
             sold, = Disposition.create([{'name': "Sold", 'code': 'sold',
                         'success': True}])
+            cc.a1002.__class__.end_wrap_ups(now=T0 + dt.timedelta(hours=1))
+            self.assertEqual(cc.agent(cc.a1001).status, 'wrap_up')
             Call.finish_wrap_up([call], sold, "Wants the yearly plan")
             self.assertEqual(cc.agent(cc.a1001).status, 'available')
             call = cc.call()
@@ -271,6 +276,9 @@ class CallCenterTestCase(CrmDatabaseTestCase):
             third = router.route('r3', '+4930901820', '5000', now=T0)
             self.assertEqual((third['action'], third['retry_after']),
                 ('wait', 5))
+            # The telephony never said it rang: free again after a minute
+            self.assertEqual(router.route('r6', None, '5000',
+                    now=T0 + dt.timedelta(seconds=61))['target'], '1002')
             # A direct call to a busy extension
             self.assertEqual(router.route('r4', None, '1001', now=T0)[
                     'action'], 'busy')
