@@ -22,8 +22,8 @@ hours, SLA policies, canned responses, the support mailbox and about 40
 tickets, each replayed at the moments of its story. Loading sends no email.
 
 With crm_callcenter activated: agents alice, bob and carol, the hotline
-(5000) and sales (6000) queues, dispositions, and about 300 calls of the
-last month, replayed through the CTI events the telephony would send.
+(5000) and sales (6000) queues, dispositions, an IVR menu (7000) and
+about 300 calls of the last month, replayed through the CTI events the telephony would send.
 """
 import argparse
 import datetime as dt
@@ -1907,7 +1907,40 @@ class DemoData:
                     at, rnd))
         Event.ingest(self.company_id, events)
         Event.apply_pending(drain=True)
-        Agent.go_offline(Agent.browse(list(agents.values())))
+        # The month is over: its calls are wrapped up, the agents offline
+        Call = pool.get('callcenter.call')
+        Call.write(Call.search([('wrapped_up', '=', False),
+                    ('state', 'in', ['ended', 'missed', 'abandoned'])]),
+            {'wrapped_up': True})
+        Agent.set_status(Agent.browse(list(agents.values())), 'offline',
+            call=False)
+        self.reg.ensure('callcenter.ivr', [('ivr:7000', {
+                        'name': "Main Menu", 'number': '7000',
+                        'extension': 'ivr-7000',
+                        'company': self.company_id,
+                        'nodes': [('create', [{
+                                        'name': "Welcome", 'kind': 'menu',
+                                        'prompt': "Welcome to Harbour "
+                                        "Trading. For support, press 1. "
+                                        "For sales, press 2.",
+                                        'timeout': 5, 'retries': 2,
+                                        'children': [('create', [{
+                                                        'name': "Support",
+                                                        'digit': '1',
+                                                        'kind': 'queue',
+                                                        'queue': queues['5000'],
+                                                        }, {
+                                                        'name': "Sales",
+                                                        'digit': '2',
+                                                        'kind': 'queue',
+                                                        'queue': queues['6000'],
+                                                        }, {
+                                                        'name': "Goodbye",
+                                                        'kind': 'hangup',
+                                                        'prompt': "Goodbye.",
+                                                        }])],
+                                        }])],
+                        })], match='number')
 
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')

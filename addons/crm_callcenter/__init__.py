@@ -1,1 +1,1 @@
-from . import routes, pages  # noqa: F401 (the telephony API, the pages)
+from . import routes, pages, ivr_routes  # noqa: F401 (the telephony API, pages, IVR steps)

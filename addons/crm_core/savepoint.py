@@ -17,12 +17,16 @@ def savepoint(name):
     mail = [(m, len(m.queue)) for m in transaction._datamanagers
         if isinstance(m, SMTPDataManager)]
     managers = len(transaction._datamanagers)
+    # What the transaction believes deleted, as before the block
+    deleted = {m: set(ids) for m, ids in transaction.delete_records.items()}
     cursor.execute(f'SAVEPOINT {name}')
     try:
         yield
     except Exception:
         cursor.execute(f'ROLLBACK TO SAVEPOINT {name}')
         forget(transaction)
+        transaction.delete_records.clear()
+        transaction.delete_records.update(deleted)
         del transaction.tasks[tasks:]
         del transaction.user_notifications[notifications:]
         for manager, count in mail:
