@@ -282,7 +282,6 @@ class Call(ModelSQL, ModelView):
                 'party': call.party.id if call.party else None,
                 'start': call.answered or call.created,
                 'end': call.ended,
-                'description': call.notes,
                 'outcome': call.outcome_text(),
                 }
             if call.activity:
@@ -346,10 +345,9 @@ class Call(ModelSQL, ModelView):
         return activity
 
     def outcome_text(self):
-        parts = [p for p in [
-                self.disposition.name if self.disposition else None,
-                self.notes] if p]
-        return '\n'.join(parts) or None
+        # The notes stay on the call: they follow the call's rules (own
+        # calls and the queues' calls), the history is read by everyone
+        return self.disposition.name if self.disposition else None
 
     @classmethod
     @ModelView.button

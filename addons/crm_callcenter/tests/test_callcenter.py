@@ -208,8 +208,8 @@ class CallCenterTestCase(CrmDatabaseTestCase):
             self.assertEqual(cc.agent(cc.a1001).status, 'available')
             call = cc.call()
             self.assertTrue(call.wrapped_up)
-            self.assertEqual(call.activity.outcome,
-                "Sold\nWants the yearly plan")
+            self.assertEqual(call.activity.outcome, "Sold")
+            self.assertEqual(call.notes, "Wants the yearly plan")
 
     @with_transaction()
     def test_missed_call_becomes_a_callback(self):
@@ -362,9 +362,14 @@ class CallCenterTestCase(CrmDatabaseTestCase):
         with set_company(cc.company):
             cc.post(event('ringing', call_id='hot', at=0, extension='1001'),
                 event('ringing', call_id='sale', at=1, to='6000',
-                    queue='6000', extension='2001'))
-            Call.write([cc.call('sale')], {'notes': "Discount 40 %"})
+                    queue='6000', extension='2001'),
+                event('answered', call_id='sale', at=3, to='6000',
+                    queue='6000', extension='2001'),
+                event('ended', call_id='sale', at=60, to='6000',
+                    queue='6000'))
+            Call.finish_wrap_up([cc.call('sale')], None, "Discount 40 %")
             sale = cc.call('sale')
+            self.assertTrue(sale.activity)
         with Transaction().set_user(cc.ben.id), \
                 Transaction().set_context(
                     _check_access=True, company=cc.company.id):
@@ -374,6 +379,12 @@ class CallCenterTestCase(CrmDatabaseTestCase):
                 Call.read([sale.id], ['notes'])
             with self.assertRaises(UserError):
                 Call.write([Call(sale.id)], {'notes': "mine now"})
+            # Nor through the party's history, which everybody reads
+            Activity = Pool().get('crm.activity')
+            self.assertIn(sale.activity, Activity.search([]))
+            self.assertFalse(Activity.search(['OR',
+                        ('description', 'ilike', '%Discount%'),
+                        ('outcome', 'ilike', '%Discount%')]))
         with Transaction().set_user(cc.sue.id), \
                 Transaction().set_context(
                     _check_access=True, company=cc.company.id):
