@@ -525,12 +525,15 @@ class Party(metaclass=PoolMeta):
                 issues[party_id].discard('no_address_country')
             cursor.execute(*mechanism.select(
                     mechanism.party, mechanism.type, mechanism.value,
+                    mechanism.undeliverable,
                     where=mechanism.party.in_(sub_ids)
                     & (mechanism.active == true)
                     & mechanism.type.in_(list(MATCH_TYPES))))
-            for party_id, type_, value in cursor:
+            for party_id, type_, value, undeliverable in cursor:
                 issues[party_id].discard('no_contact')
                 try:
+                    if undeliverable:
+                        raise ValueError(value)
                     if type_ == 'email':
                         clean_email(value)
                     else:
@@ -728,6 +731,10 @@ class PartyQualityMixin:
 
 class ContactMechanism(PartyQualityMixin, metaclass=PoolMeta):
     __name__ = 'party.contact_mechanism'
+
+    undeliverable = fields.Boolean("Undeliverable",
+        help="Mail to this address bounced or was refused: it counts as "
+        "invalid in the party's quality score.")
 
     @classmethod
     def __setup__(cls):
