@@ -18,6 +18,8 @@ from trytond.pyson import Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, without_check_access
 
+from .cache import forget_cached
+
 from .contact import clean_email, e164, normalise_name, trigram_similarity
 from .exceptions import DuplicatePartyWarning
 
@@ -596,10 +598,7 @@ class Party(metaclass=PoolMeta):
                         [party.quality_score, party.quality_issues],
                         [score, cls.quality_issues.sql_format(list(found))],
                         where=party.id.in_(group_ids)))
-        for cache in transaction.cache.values():
-            if cls.__name__ in cache:
-                for party_id in ids:
-                    cache[cls.__name__].pop(party_id, None)
+        forget_cached(cls, ids)
         for record in parties:
             if isinstance(record, cls):
                 record._local_cache.pop(record.id, None)
@@ -812,9 +811,7 @@ class Replace(metaclass=PoolMeta):
                         [table.active], [True],
                         where=table.id.in_(restore)))
                 Model._insert_history(restore)
-                for cache in Transaction().cache.values():
-                    for record_id in restore:
-                        cache.get(Model.__name__, {}).pop(record_id, None)
+                forget_cached(Model, restore)
         Party.update_quality([destination, source])
         return result
 

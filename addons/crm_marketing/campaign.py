@@ -25,6 +25,8 @@ from trytond.pyson import Bool, Equal, Eval, PYSONEncoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
+from crm_core.cache import forget_cached
+
 from .exceptions import CampaignError
 
 STATUSES = [
@@ -410,6 +412,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
         else:
             cursor.execute(*member.update([member.variant], ['a'],
                     where=where))
+        forget_cached(Member)
         encoder = PYSONEncoder()
         scenario = Scenario(
             name=self.name,
@@ -470,6 +473,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
             cursor.execute(*member.update([member.variant], [winner],
                     where=(member.campaign == campaign.id)
                     & (member.variant == Null)))
+            forget_cached(Member)
             campaign.ab_winner = winner
             campaign.save()
             if campaign.scenario:
@@ -632,5 +636,5 @@ class Member(MarketingAutomationMixin, ModelSQL, ModelView):
         for sub_ids in grouped_slice(ids):
             cursor.execute(*table.update(columns, values,
                     where=table.id.in_(list(sub_ids))))
-        Transaction().counter += 1
+        forget_cached(cls, ids)
         Event.record(cls.browse(ids), step, when)

@@ -47,8 +47,7 @@ class Lead(metaclass=PoolMeta):
         steps = []
         if mode == 'create':
             steps.append('responded')
-        if mode in {'create', 'write'} and (
-                mode == 'create' or 'state' in (field_names or ())):
+        if mode == 'create' or (field_names or set()) & {'state', 'stage'}:
             steps.append('converted')
         for step in steps:
             pairs = {(l.marketing_campaign.id, l.party.id) for l in leads
@@ -128,7 +127,7 @@ class Lead(metaclass=PoolMeta):
         pool = Pool()
         Activity = pool.get('crm.activity')
         team = config.mql_team if config else None
-        to_write = []
+        to_write, owners = [], {}
         for lead in leads:
             values = {}
             if team and not lead.team:
@@ -141,7 +140,7 @@ class Lead(metaclass=PoolMeta):
                     owner = owner_id
             if values:
                 to_write.extend(([lead], values))
-            lead._mql_owner = int(owner) if owner else None
+            owners[lead.id] = int(owner) if owner else None
         if to_write:
             cls.write(*to_write)
         Activity.create([{
@@ -153,7 +152,7 @@ class Lead(metaclass=PoolMeta):
                     'company': lead.company.id,
                     'origin': str(lead),
                     'start': dt.datetime.now(),
-                    'user': lead._mql_owner or Transaction().user,
+                    'user': owners[lead.id] or Transaction().user,
                     'state': 'planned',
                     } for lead in leads])
 

@@ -68,7 +68,7 @@ class Erase(metaclass=PoolMeta):
         Member = pool.get('marketing.campaign.member')
         ListEmail = pool.get('marketing.email')
         Record = pool.get('marketing.automation.record')
-        party = self.start.party
+        party = self.ask.party
         emails = {m.value.lower() for m in party.contact_mechanisms
             if m.type == 'email' and m.value}
         members = Member.search([('party', '=', party.id)])

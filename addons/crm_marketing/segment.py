@@ -21,6 +21,8 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
+from crm_core.cache import forget_cached
+
 from .exceptions import SegmentError
 
 CHOICE = [
@@ -267,8 +269,7 @@ class Segment(DeactivableMixin, ModelSQL, ModelView):
             cursor.execute(*table.update(
                     [table.member_count, table.refreshed],
                     [count, now], where=table.id == segment.id))
-        # The records cached in the transaction are stale now
-        Transaction().counter += 1
+        forget_cached(cls, segments)
 
     @classmethod
     def refresh_all(cls):

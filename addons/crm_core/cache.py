@@ -1,0 +1,17 @@
+"""What the transaction remembers of records changed in plain SQL."""
+from trytond.transaction import Transaction
+
+
+def forget_cached(Model, ids=None):
+    """Forget the transaction's cached values of these records of Model
+    (None: all of them), after an UPDATE in SQL (as ModelStorage.write
+    does after its own)"""
+    transaction = Transaction()
+    transaction.counter += 1
+    for cache in transaction.cache.values():
+        if Model.__name__ in cache:
+            if ids is None:
+                cache[Model.__name__].clear()
+            else:
+                for id_ in ids:
+                    cache[Model.__name__].pop(int(id_), None)
