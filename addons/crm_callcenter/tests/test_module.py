@@ -9,7 +9,7 @@ class CrmCallCenterTestCase(
         PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
     "Test CRM Call Center module"
     module = 'crm_callcenter'
-    extras = ['crm_helpdesk']
+    extras = ['crm_helpdesk', 'crm_marketing']
 
     @with_transaction()
     def test_lists_open_in_sao(self):
