@@ -18,7 +18,7 @@ from trytond.pyson import Eval
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction, without_check_access
 
-from .cache import forget_cached
+from .sqltools import forget_cached
 
 from .contact import clean_email, e164, normalise_name, trigram_similarity
 from .exceptions import DuplicatePartyWarning

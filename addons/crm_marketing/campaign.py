@@ -25,7 +25,7 @@ from trytond.pyson import Bool, Equal, Eval, PYSONEncoder
 from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
-from crm_core.cache import forget_cached
+from crm_core.sqltools import forget_cached, typed
 
 from .exceptions import CampaignError
 
@@ -364,7 +364,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
                 'email'),
             where=(mechanism.type == 'email')
             & (mechanism.active == Literal(True))
-            & (mechanism.undeliverable != Literal(True)),
+            & (Coalesce(mechanism.undeliverable, False) == Literal(False)),
             group_by=[mechanism.party])
         emails = parties.join(first, 'LEFT',
             condition=first.party == parties.id)
@@ -375,8 +375,11 @@ class Campaign(Workflow, metaclass=PoolMeta):
                 first.email)
         now = dt.datetime.now()
         query = emails.select(
-            Literal(self.id), parties.id, first.email, Literal('targeted'),
-            Literal(self.type), Literal(Transaction().user), Literal(now),
+            typed(self.id, Member.campaign), parties.id, first.email,
+            typed('targeted', Member.status),
+            typed(self.type, Member.reached_by),
+            typed(Transaction().user, Member.create_uid),
+            typed(now, Member.create_date),
             where=where)
         cursor.execute(*member.insert(
                 [member.campaign, member.party, member.email, member.status,

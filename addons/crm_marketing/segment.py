@@ -21,7 +21,7 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
-from crm_core.cache import forget_cached
+from crm_core.sqltools import forget_cached, typed
 
 from .exceptions import SegmentError
 
@@ -259,8 +259,9 @@ class Segment(DeactivableMixin, ModelSQL, ModelView):
                 cursor.execute(*member.insert(
                         [member.segment, member.party, member.create_uid,
                             member.create_date],
-                        query.select(Literal(segment.id), query.id,
-                            Literal(user), Literal(now))))
+                        query.select(typed(segment.id, Member.segment),
+                            query.id, typed(user, Member.create_uid),
+                            typed(now, Member.create_date))))
             cursor.execute(*member.select(Count(Literal('*')),
                     where=member.segment == segment.id))
             count, = cursor.fetchone()

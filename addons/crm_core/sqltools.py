@@ -1,4 +1,7 @@
-"""What the transaction remembers of records changed in plain SQL."""
+"""Helpers for the work done in plain SQL (bulk inserts and updates)."""
+from sql import Cast, Literal
+
+from trytond import backend
 from trytond.transaction import Transaction
 
 
@@ -15,3 +18,11 @@ def forget_cached(Model, ids=None):
             else:
                 for id_ in ids:
                     cache[Model.__name__].pop(int(id_), None)
+
+
+def typed(value, field):
+    """A constant for the column of field in INSERT ... SELECT: PostgreSQL
+    cannot infer the type of a parameter in a sub-select"""
+    if backend.name == 'postgresql':
+        return Cast(Literal(value), field.sql_type().base)
+    return Literal(value)
