@@ -1,5 +1,6 @@
 """Helpers for the work done in plain SQL (bulk inserts and updates)."""
 from sql import Cast, Literal
+from sql.functions import DateTrunc, Function
 
 from trytond import backend
 from trytond.transaction import Transaction
@@ -26,3 +27,16 @@ def typed(value, field):
     if backend.name == 'postgresql':
         return Cast(Literal(value), field.sql_type().base)
     return Literal(value)
+
+
+class _SQLiteDate(Function):
+    __slots__ = ()
+    _function = 'DATE'
+
+
+def month_start(column):
+    """The first day (a date) of the month of a timestamp column, on both
+    backends: SQLite has no DATE cast"""
+    if backend.name == 'sqlite':
+        return _SQLiteDate(column, 'start of month')
+    return DateTrunc('month', column).cast('DATE')

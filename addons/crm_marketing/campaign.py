@@ -239,7 +239,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
         for sub_ids in grouped_slice(ids):
             sub_ids = list(sub_ids)
             cursor.execute(*member.select(
-                    member.campaign, Count(Literal('*')),
+                    member.campaign, Count(),
                     count(member.sent != Null),
                     count(member.opened != Null),
                     count(member.clicked != Null),
@@ -253,7 +253,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
                             'clicked', 'responded', 'unsubscribed',
                             'bounced'], counts))
             cursor.execute(*lead.select(
-                    lead.marketing_campaign, Count(Literal('*')),
+                    lead.marketing_campaign, Count(),
                     count(lead.type == 'opportunity'),
                     count(lead.state == 'won'),
                     Sum(Case((lead.state == 'won', lead.expected_revenue),
@@ -397,7 +397,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
         cursor = Transaction().connection.cursor()
         where = (member.campaign == self.id) & (member.variant == Null)
         if self.ab_test:
-            cursor.execute(*member.select(Count(Literal('*')), where=where))
+            cursor.execute(*member.select(Count(), where=where))
             total, = cursor.fetchone()
             half = max(total * self.ab_sample // 200, 1)
             ordered = member.select(member.id, where=where,
@@ -463,7 +463,7 @@ class Campaign(Workflow, metaclass=PoolMeta):
             for variant in ['a', 'b']:
                 column = getattr(member, campaign.ab_metric)
                 cursor.execute(*member.select(
-                        Count(Literal('*')),
+                        Count(),
                         Sum(Case((column != Null, 1), else_=0)),
                         where=(member.campaign == campaign.id)
                         & (member.variant == variant)
@@ -493,6 +493,9 @@ class Cost(ModelSQL, ModelView):
     description = fields.Char("Description", required=True)
     amount = Monetary("Amount", currency='currency', digits='currency',
         required=True)
+    medium = fields.Many2One('marketing.medium', "Medium",
+        ondelete='RESTRICT',
+        help="What the money paid for: the ROI by medium counts it.")
     currency = fields.Function(fields.Many2One(
             'currency.currency', "Currency"), 'on_change_with_currency')
 

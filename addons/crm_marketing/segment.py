@@ -10,7 +10,6 @@ import csv
 import datetime as dt
 import io
 
-from sql import Literal
 from sql.aggregate import Count
 
 from trytond.i18n import gettext
@@ -229,7 +228,7 @@ class Segment(DeactivableMixin, ModelSQL, ModelView):
         "The number of parties the segment has now"
         cursor = Transaction().connection.cursor()
         query = self.parties_query()
-        cursor.execute(*query.select(Count(Literal('*'))))
+        cursor.execute(*query.select(Count()))
         return cursor.fetchone()[0]
 
     @classmethod
@@ -262,7 +261,7 @@ class Segment(DeactivableMixin, ModelSQL, ModelView):
                         query.select(typed(segment.id, Member.segment),
                             query.id, typed(user, Member.create_uid),
                             typed(now, Member.create_date))))
-            cursor.execute(*member.select(Count(Literal('*')),
+            cursor.execute(*member.select(Count(),
                     where=member.segment == segment.id))
             count, = cursor.fetchone()
             # SQL: a write would refresh again

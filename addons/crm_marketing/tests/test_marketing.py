@@ -549,3 +549,53 @@ class MarketingTestCase(CrmDatabaseTestCase):
         with ms.as_user(ms.marketer):
             Campaign.run([Campaign(campaign.id)])
             self.assertEqual(Campaign(campaign.id).targeted, 1)
+
+    @with_transaction()
+    def test_analyses_match_the_records(self):
+        """Results by campaign and medium (ROI) and leads by source per
+        month count what the leads and costs say"""
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        Campaign = pool.get('marketing.campaign')
+        Medium = pool.get('marketing.medium')
+        Source = pool.get('marketing.source')
+        ByMedium = pool.get('marketing.analysis.campaign_medium')
+        BySource = pool.get('marketing.analysis.source_month')
+        ms = MarketingSetup()
+        with ms.company_context():
+            party = create_party("Anna")
+            spring, = Campaign.create([{'name': "Spring",
+                        'currency': ms.company.currency.id}])
+            email_, ads = Medium.create([{'name': 'email'}, {'name': 'cpc'}])
+            web, = Source.create([{'name': 'newsletter'}])
+            Campaign.write([spring], {'costs': [('create', [
+                                {'description': "Mailing",
+                                    'amount': Decimal(100),
+                                    'medium': email_.id},
+                                {'description': "Ads", 'amount': Decimal(400),
+                                    'medium': ads.id}])]})
+            leads = Lead.create([{
+                        'name': f"Lead {i}", 'party': party.id,
+                        'company': ms.company.id,
+                        'marketing_campaign': spring.id,
+                        'marketing_medium': medium.id,
+                        'marketing_source': web.id if i < 2 else None,
+                        'expected_revenue': Decimal(amount)}
+                    for i, (medium, amount) in enumerate([
+                            (email_, 500), (email_, 700), (ads, 300)])])
+            Lead.won([leads[0], leads[2]])
+            with Transaction().set_context(company=ms.company.id):
+                rows = {r.medium.name: r for r in ByMedium.search([])}
+                self.assertEqual(
+                    (rows['email'].leads, rows['email'].won,
+                        rows['email'].won_revenue, rows['email'].cost),
+                    (2, 1, Decimal(500), Decimal(100)))
+                self.assertEqual(rows['email'].roi, 4.0)
+                self.assertEqual(rows['cpc'].roi, -0.25)
+                months = BySource.search([])
+                self.assertEqual(sorted(
+                        (r.source.name if r.source else "", r.leads, r.won)
+                        for r in months),
+                    [("", 1, 1), ("newsletter", 2, 1)])
+                self.assertEqual({r.month for r in months},
+                    {dt.date.today().replace(day=1)})

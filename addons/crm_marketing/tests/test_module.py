@@ -9,7 +9,7 @@ class CrmMarketingTestCase(
         PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
     "Test CRM Marketing module"
     module = 'crm_marketing'
-    extras = ['crm_helpdesk']
+    extras = ['crm_helpdesk', 'crm_bpm']
 
     @with_transaction()
     def test_lists_open_in_sao(self):

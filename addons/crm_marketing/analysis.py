@@ -1,0 +1,175 @@
+"""Marketing figures for graphs, computed in SQL (table_query): the results
+of each campaign by medium (leads, won revenue, costs, ROI) and the leads
+of each source per month. Both count the leads of the context's company
+created in the context's dates."""
+import datetime as dt
+
+from sql import Literal, Null
+from sql.aggregate import Count, Min, Sum
+from sql.conditionals import Case, Coalesce
+
+from trytond.model import ModelSQL, ModelView, fields
+from trytond.modules.currency.fields import Monetary
+from trytond.pool import Pool
+from trytond.pyson import Eval, If
+from trytond.transaction import Transaction
+
+from crm_core.sqltools import month_start
+
+
+class Context(ModelView):
+    __name__ = 'marketing.analysis.context'
+    __string__ = "Marketing Analysis Context"
+
+    company = fields.Many2One('company.company', "Company", required=True)
+    from_date = fields.Date("From Date",
+        domain=[If(Eval('from_date') & Eval('to_date'),
+                ('from_date', '<=', Eval('to_date')), ())])
+    to_date = fields.Date("To Date",
+        domain=[If(Eval('from_date') & Eval('to_date'),
+                ('to_date', '>=', Eval('from_date')), ())])
+
+    @classmethod
+    def default_company(cls):
+        return Transaction().context.get('company')
+
+    @classmethod
+    def default_from_date(cls):
+        context = Transaction().context
+        if 'from_date' in context:
+            return context['from_date']
+        today = dt.date.today()
+        return today.replace(year=today.year - 1, day=1)
+
+    @classmethod
+    def default_to_date(cls):
+        return Transaction().context.get('to_date')
+
+
+def lead_filter(lead):
+    "The leads of the analysis: the context's company (one of the user's)"
+    pool = Pool()
+    User = pool.get('res.user')
+    context = Transaction().context
+    company = context.get('company')
+    if company is None or company not in User.get_companies():
+        return Literal(False)
+    where = lead.company == company
+    if context.get('from_date'):
+        where &= lead.create_date >= dt.datetime.combine(
+            context['from_date'], dt.time())
+    if context.get('to_date'):
+        where &= lead.create_date < dt.datetime.combine(
+            context['to_date'] + dt.timedelta(days=1), dt.time())
+    return where
+
+
+class CampaignMedium(ModelSQL, ModelView):
+    __name__ = 'marketing.analysis.campaign_medium'
+    __string__ = "Campaign Results by Medium"
+
+    campaign = fields.Many2One('marketing.campaign', "Campaign")
+    medium = fields.Many2One('marketing.medium', "Medium")
+    leads = fields.Integer("Leads")
+    won = fields.Integer("Won")
+    won_revenue = Monetary("Won Revenue", currency='currency',
+        digits='currency')
+    cost = Monetary("Cost", currency='currency', digits='currency')
+    roi = fields.Function(fields.Float("ROI", digits=(16, 2)), 'get_roi')
+    currency = fields.Function(fields.Many2One(
+            'currency.currency', "Currency"), 'get_currency')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('won_revenue', 'DESC'), ('campaign', 'ASC'),
+            ('id', 'ASC')]
+
+    @classmethod
+    def table_query(cls):
+        "Leads and costs of each (campaign, medium), added up"
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        Cost = pool.get('marketing.campaign.cost')
+        lead = Lead.__table__()
+        cost = Cost.__table__()
+        won = lead.state == 'won'
+        leads = lead.select(
+            lead.marketing_campaign.as_('campaign'),
+            lead.marketing_medium.as_('medium'),
+            Literal(1).as_('lead'),
+            Case((won, 1), else_=0).as_('won'),
+            Case((won, lead.expected_revenue), else_=0).as_('revenue'),
+            Literal(0).as_('cost'),
+            where=lead_filter(lead) & (lead.marketing_campaign != Null))
+        costs = cost.select(
+            cost.campaign.as_('campaign'), cost.medium.as_('medium'),
+            Literal(0).as_('lead'), Literal(0).as_('won'),
+            Literal(0).as_('revenue'), cost.amount.as_('cost'),
+            where=cost_filter(cost))
+        rows = leads | costs
+        rows.all_ = True
+        # One row per (campaign, medium): an id from both
+        return rows.select(
+            (rows.campaign * 100000 + Coalesce(rows.medium, 0)).as_('id'),
+            rows.campaign, rows.medium,
+            Sum(rows.lead).as_('leads'), Sum(rows.won).as_('won'),
+            Sum(rows.revenue).as_('won_revenue'),
+            Sum(rows.cost).as_('cost'),
+            group_by=[rows.campaign, rows.medium])
+
+    def get_roi(self, name):
+        if self.cost:
+            return float((self.won_revenue - self.cost) / self.cost)
+
+    def get_currency(self, name):
+        pool = Pool()
+        Company = pool.get('company.company')
+        company = Transaction().context.get('company')
+        if company is not None and company >= 0:
+            return Company(company).currency.id
+
+
+def cost_filter(cost):
+    "The costs of the analysis: the context's dates"
+    context = Transaction().context
+    where = Literal(True)
+    if context.get('from_date'):
+        where &= cost.date >= context['from_date']
+    if context.get('to_date'):
+        where &= cost.date <= context['to_date']
+    return where
+
+
+class SourceMonth(ModelSQL, ModelView):
+    __name__ = 'marketing.analysis.source_month'
+    __string__ = "Leads by Source per Month"
+
+    month = fields.Date("Month")
+    source = fields.Many2One('marketing.source', "Source")
+    leads = fields.Integer("Leads")
+    opportunities = fields.Integer("Opportunities")
+    won = fields.Integer("Won")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('month', 'ASC'), ('source', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def table_query(cls):
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        lead = Lead.__table__()
+        month = month_start(lead.create_date)
+        count = Count()
+        return lead.select(
+            Min(lead.id).as_('id'),
+            month.as_('month'),
+            lead.marketing_source.as_('source'),
+            count.as_('leads'),
+            Sum(Case((lead.type == 'opportunity', 1), else_=0)).as_(
+                'opportunities'),
+            Sum(Case((lead.state == 'won', 1), else_=0)).as_('won'),
+            where=lead_filter(lead),
+            group_by=[month, lead.marketing_source])
