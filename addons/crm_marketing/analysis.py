@@ -161,15 +161,16 @@ class SourceMonth(ModelSQL, ModelView):
         pool = Pool()
         Lead = pool.get('crm.lead')
         lead = Lead.__table__()
-        month = month_start(lead.create_date)
-        count = Count()
-        return lead.select(
-            Min(lead.id).as_('id'),
-            month.as_('month'),
-            lead.marketing_source.as_('source'),
-            count.as_('leads'),
-            Sum(Case((lead.type == 'opportunity', 1), else_=0)).as_(
+        # Grouped outside: PostgreSQL does not see the month's expression
+        # in the select and in the group by as one (their parameters)
+        leads = lead.select(lead.id,
+            month_start(lead.create_date).as_('month'),
+            lead.marketing_source.as_('source'), lead.type, lead.state,
+            where=lead_filter(lead))
+        return leads.select(
+            Min(leads.id).as_('id'), leads.month, leads.source,
+            Count().as_('leads'),
+            Sum(Case((leads.type == 'opportunity', 1), else_=0)).as_(
                 'opportunities'),
-            Sum(Case((lead.state == 'won', 1), else_=0)).as_('won'),
-            where=lead_filter(lead),
-            group_by=[month, lead.marketing_source])
+            Sum(Case((leads.state == 'won', 1), else_=0)).as_('won'),
+            group_by=[leads.month, leads.source])

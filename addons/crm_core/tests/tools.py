@@ -235,3 +235,40 @@ def sao_unknown_list_columns(module):
             if widget not in SAO_LIST_WIDGETS:
                 problems.append((view.name, name, widget))
     return problems
+
+
+def serve_http(test):
+    """Serve trytond's WSGI application over real HTTP from a thread of the
+    test process, on a free port of 127.0.0.1, until the test ends: the
+    base URL (http://127.0.0.1:<port>). The server's threads open their own
+    connections: only what is committed is served, so it needs PostgreSQL
+    (an SQLite :memory: database is one per connection)."""
+    import threading
+
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    from trytond.wsgi import app
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs):
+            pass
+    server = make_server('127.0.0.1', 0, app, threaded=True,
+        request_handler=Quiet)
+    thread = threading.Thread(target=server.serve_forever,
+        kwargs={'poll_interval': 0.1}, daemon=True, name='crm-http')
+    thread.start()
+
+    def stop():
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    test.addCleanup(stop)
+    return 'http://127.0.0.1:%d' % server.server_port
+
+
+def served_database_skip_reason():
+    "Why a database cannot be served over HTTP to a test here, or None"
+    if backend.name != 'postgresql':
+        return ("needs PostgreSQL: the HTTP server's threads open their own "
+            "connections and an SQLite :memory: database is one per "
+            "connection")

@@ -257,6 +257,8 @@ class MarketingTestCase(CrmDatabaseTestCase):
         self.assertNotIn('https://example.com/offer', body)
         self.assertIn('/s/', body)
         self.assertIn('/unsubscribe?', body)
+        unsubscribe = anna_mail['List-Unsubscribe'].strip('<>')
+        self.assertIn(unsubscribe.split('/m/')[1], body.replace('&amp;', '&'))
         with ms.company_context():
             campaign = Campaign(campaign.id)
             self.assertEqual((campaign.targeted, campaign.reached), (2, 2))
