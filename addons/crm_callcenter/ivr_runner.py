@@ -17,11 +17,11 @@ signed like every call center API request); the CRM decides, the runner
 only plays, listens and transfers (SIP REFER: the proxy must relay
 in-dialog requests, and the caller's side must follow the REFER).
 
-Standard library only: this file is also the baresip control client
-(BaresipClient) that other code can reuse."""
+Standard library only: it drives baresip with the suite's baresip client
+(baresip.py, beside this file). On a host without the CRM, copy both files
+and run ``python3 ivr_runner.py ...``."""
 import argparse
 import configparser
-import ctypes
 import glob
 import hashlib
 import hmac
@@ -31,19 +31,21 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import deque
 
-__all__ = ['BaresipClient', 'BaresipError', 'CrmClient', 'CrmError',
+try:
+    from .baresip import BaresipError, BaresipPhone
+except ImportError:     # run as a script: python3 ivr_runner.py
+    from baresip import BaresipError, BaresipPhone
+
+__all__ = ['BaresipPhone', 'BaresipError', 'CrmClient', 'CrmError',
     'AudioCache', 'Runner', 'main']
 
 logger = logging.getLogger('crm_callcenter.ivr_runner')
@@ -54,10 +56,6 @@ SAMPLE_RATE = 8000          # what baresip's aufile reads: 8 kHz mono S16
 DEFAULT_PAD = 120
 MAX_STEPS = 200             # steps of one call: a loop is a bug, not a call
 DIGITS = set('0123456789*#ABCD')
-
-
-class BaresipError(Exception):
-    pass
 
 
 class CrmError(Exception):
@@ -312,445 +310,6 @@ class CrmClient:
     def fetch(self, url):
         "The bytes at url (relative to the CRM's URL)"
         return self._request(urllib.parse.urljoin(self.crm_url + '/', url))
-
-
-# --- baresip ----------------------------------------------------------------
-
-def baresip_module_dir():
-    for path in ['/usr/lib/baresip/modules', '/usr/local/lib/baresip/modules',
-            *sorted(glob.glob('/usr/lib/*/baresip/modules'))]:
-        if os.path.exists(os.path.join(path, 'ctrl_tcp.so')):
-            return path
-    return None
-
-
-def free_port(host='127.0.0.1', count=1, align=1, tries=200):
-    "The first of count free UDP+TCP ports on host"
-    import random
-    rand = random.Random()
-    for _ in range(tries):
-        start = rand.randrange(20000, 45000)
-        start -= start % align
-        if all(_port_free(host, p) for p in range(start, start + count)):
-            return start
-    raise BaresipError('no free block of %d ports on %s' % (count, host))
-
-
-def _port_free(host, port):
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-def _die_with_parent():
-    "In the child: get SIGTERM when the parent dies (Linux)"
-    try:
-        libc = ctypes.CDLL('libc.so.6', use_errno=True)
-        libc.prctl(1, signal.SIGTERM)       # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _netstring(data):
-    return b'%d:%s,' % (len(data), data)
-
-
-BARESIP_CONFIG = """\
-# baresip config written by crm_callcenter.ivr_runner
-poll_method\t\tepoll
-sip_listen\t\t{listen}
-{net_interface}
-call_local_timeout\t{ring_timeout}
-call_max_calls\t\t{max_calls}
-
-audio_player\t\taubridge,{null_device}
-audio_alert\t\taubridge,{null_device}
-audio_source\t\taufile,{source}
-ausrc_srate\t\t8000
-auplay_srate\t\t8000
-ausrc_channels\t\t1
-auplay_channels\t\t1
-audio_buffer\t\t40
-audio_level\t\tno
-ausrc_format\t\ts16
-auplay_format\t\ts16
-auenc_format\t\ts16
-audec_format\t\ts16
-
-rtp_ports\t\t{rtp_ports}
-rtcp_mux\t\tno
-jitter_buffer_delay\t1-5
-rtp_stats\t\tno
-
-module_path\t\t{module_path}
-module\t\t\tg711.so
-module\t\t\taufile.so
-module\t\t\taubridge.so
-{extra_modules}
-module_tmp\t\taccount.so
-module_app\t\tmenu.so
-module_app\t\tctrl_tcp.so
-
-ctrl_tcp_listen\t\t127.0.0.1:{ctrl_port}
-{snd_path}
-ringback_disabled\tyes
-redial_attempts\t\t0
-"""
-
-
-class BaresipClient:
-    """One baresip user agent, started from a config written here and
-    driven through its ctrl_tcp socket (netstring JSON).
-
-    events: baresip's event dicts (keys type, class, accountaor,
-    direction, peeruri, id (the SIP Call-ID), param, time), consumed by
-    next_event() in order; keep_history also keeps them all in history
-    for wait_for() (tests)."""
-
-    def __init__(self, user, registrar, work_dir, listen=None,
-            ctrl_port=None, rtp_ports=None, password=None, transport='udp',
-            answer_mode='manual', max_calls=1, source=None,
-            ring_timeout=35, module_path=None, binary=None,
-            extra_modules=(), snd_path=None, codecs='pcmu,pcma',
-            register_interval=600, keep_history=False):
-        if not re.fullmatch(r'[A-Za-z0-9+._-]+', user or ''):
-            raise ValueError('unsupported SIP user %r' % user)
-        self.user = user
-        self.registrar = registrar
-        self.work_dir = work_dir
-        self.listen = listen
-        self.ctrl_port = ctrl_port
-        self.rtp_ports = rtp_ports
-        self.password = password
-        self.transport = transport
-        self.answer_mode = answer_mode
-        self.max_calls = max_calls
-        self.source = source
-        self.ring_timeout = ring_timeout
-        self.module_path = module_path or baresip_module_dir()
-        self.binary = binary or shutil.which('baresip') or 'baresip'
-        self.extra_modules = list(extra_modules)
-        self.snd_path = snd_path
-        self.codecs = codecs
-        self.register_interval = register_interval
-        self.keep_history = keep_history
-        self.proc = None
-        self.sock = None
-        self.log_path = os.path.join(work_dir, 'baresip.log')
-        self.history = []
-        self._events = deque()
-        self._responses = {}
-        self._cond = threading.Condition()
-        self._token = 0
-        self._consumed = {}
-        self._reader = None
-        self._send_lock = threading.Lock()
-
-    def __repr__(self):
-        return '<BaresipClient %s>' % self.user
-
-    @property
-    def aor(self):
-        return 'sip:%s@%s' % (self.user, self.registrar)
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc else None
-
-    def uri(self, number):
-        "The SIP URI of number through the registrar (a sip: URI as is)"
-        if number.startswith(('sip:', 'sips:', 'tel:')):
-            return number
-        return 'sip:%s@%s' % (number, self.registrar)
-
-    def write_config(self):
-        os.makedirs(self.work_dir, exist_ok=True)
-        if not self.module_path:
-            raise BaresipError('baresip modules (ctrl_tcp.so) not found')
-        if not self.listen:
-            host = '127.0.0.1'
-            # SIP port + 1 is baresip's TLS port
-            self.listen = '%s:%d' % (host, free_port(host, 2, 2))
-        host = self.listen.rsplit(':', 1)[0]
-        if not self.ctrl_port:
-            self.ctrl_port = free_port('127.0.0.1')
-        if not self.rtp_ports:
-            start = free_port(host if host != '0.0.0.0' else '127.0.0.1',
-                20, 2)
-            self.rtp_ports = '%d-%d' % (start, start + 19)
-        if not self.source:
-            raise BaresipError('an audio source file is needed')
-        interface = ''
-        if host not in {'0.0.0.0', '::', ''}:
-            # an address: "lo" is not matched by baresip 1.0.0
-            interface = 'net_interface\t\t%s' % host
-        config = BARESIP_CONFIG.format(
-            listen=self.listen,
-            net_interface=interface,
-            ring_timeout=int(self.ring_timeout),
-            max_calls=int(self.max_calls),
-            null_device='null-%s' % self.ctrl_port,
-            source=self.source,
-            rtp_ports=self.rtp_ports,
-            module_path=self.module_path,
-            extra_modules='\n'.join('module\t\t\t%s' % m
-                for m in self.extra_modules),
-            ctrl_port=self.ctrl_port,
-            snd_path=('snd_path\t\t%s' % self.snd_path
-                if self.snd_path else ''))
-        with open(os.path.join(self.work_dir, 'config'), 'w') as f:
-            f.write(config)
-        account = '<sip:%s@%s;transport=%s>;regint=%d;answermode=%s;' \
-            'audio_codecs=%s;ptime=20;mwi=no' % (self.user, self.registrar,
-                self.transport, self.register_interval, self.answer_mode,
-                self.codecs)
-        if self.password:
-            account += ';auth_pass=%s' % self.password
-        path = os.path.join(self.work_dir, 'accounts')
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                    0o600), 'w') as f:
-            f.write(account + '\n')
-        open(os.path.join(self.work_dir, 'contacts'), 'w').close()
-
-    def start(self, timeout=10, wait_registered=True):
-        """Start baresip and connect to its control socket; wait (up to
-        timeout) until it is registered when wait_registered. Return
-        whether it is registered."""
-        self.write_config()
-        log = open(self.log_path, 'ab')
-        try:
-            self.proc = subprocess.Popen([self.binary, '-f', self.work_dir],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                cwd=self.work_dir, start_new_session=True,
-                preexec_fn=_die_with_parent)
-        finally:
-            log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise BaresipError('baresip exited (%s):\n%s' % (
-                    self.proc.returncode, self.log_tail()))
-            try:
-                self.sock = socket.create_connection(
-                    ('127.0.0.1', self.ctrl_port), timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise BaresipError('baresip: no ctrl_tcp on %s:\n%s' % (
-                        self.ctrl_port, self.log_tail()))
-                time.sleep(0.05)
-        self.sock.settimeout(None)
-        self._reader = threading.Thread(target=self._read, daemon=True,
-            name='baresip-%s' % self.user)
-        self._reader.start()
-        if not wait_registered:
-            return False
-        return self.wait_registered(deadline - time.monotonic())
-
-    def wait_registered(self, timeout=10):
-        "Whether the account is registered within timeout seconds"
-        deadline = time.monotonic() + timeout
-        while not self.registered():
-            if time.monotonic() > deadline or not self.alive():
-                return False
-            time.sleep(0.1)
-        return True
-
-    def log_tail(self, size=3000):
-        try:
-            with open(self.log_path, 'rb') as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - size))
-                return f.read().decode(errors='replace')
-        except OSError:
-            return ''
-
-    def _read(self):
-        buf = b''
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except (OSError, AttributeError):
-                data = b''
-            if not data:
-                with self._cond:
-                    self._events.append({'type': '_DISCONNECTED'})
-                    self._cond.notify_all()
-                return
-            buf += data
-            while True:
-                colon = buf.find(b':')
-                if colon < 0:
-                    break
-                try:
-                    size = int(buf[:colon])
-                except ValueError:
-                    buf = b''
-                    break
-                if len(buf) < colon + 1 + size + 1:
-                    break
-                payload = buf[colon + 1:colon + 1 + size]
-                buf = buf[colon + 2 + size:]
-                try:
-                    message = json.loads(payload.decode('utf-8', 'replace'))
-                except ValueError:
-                    continue
-                message['time'] = time.time()
-                with self._cond:
-                    if message.get('response'):
-                        self._responses[message.get('token')] = message
-                    elif message.get('event'):
-                        if message.get('type') != 'CALL_RTCP':
-                            self._events.append(message)
-                            if self.keep_history:
-                                self.history.append(message)
-                    self._cond.notify_all()
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def command(self, command, params=None, timeout=5):
-        """Run a baresip command (dial, accept, hangup, transfer, ausrc,
-        sndcode, reginfo, listcalls...): its answer (keys ok, data)"""
-        if not self.alive() or self.sock is None:
-            raise BaresipError('baresip is not running')
-        with self._cond:
-            self._token += 1
-            token = 'ivr-%d' % self._token
-        message = {'command': command, 'token': token}
-        if params is not None:
-            message['params'] = params
-        with self._send_lock:
-            try:
-                self.sock.sendall(_netstring(json.dumps(message).encode()))
-            except OSError as exception:
-                raise BaresipError('baresip: %s' % exception) from exception
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while token not in self._responses:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.alive():
-                    raise BaresipError('baresip: no answer to %s' % command)
-                self._cond.wait(min(left, 0.2))
-            return self._responses.pop(token)
-
-    def checked(self, command, params=None, timeout=5):
-        answer = self.command(command, params, timeout=timeout)
-        if not answer.get('ok'):
-            raise BaresipError('%s %s failed: %s' % (command, params or '',
-                answer.get('data')))
-        return answer
-
-    def registered(self):
-        "Whether the account is registered (baresip's reginfo says OK)"
-        if not self.alive():
-            return False
-        try:
-            data = self.command('reginfo', timeout=2).get('data') or ''
-        except BaresipError:
-            return False
-        data = re.sub(r'\x1b\[[0-9;]*m', ' ', data)        # colours
-        return any(('sip:%s@' % self.user) in line
-            and re.search(r'\sOK\s', line) for line in data.splitlines())
-
-    def next_event(self, timeout=None):
-        "The next event not consumed yet, or None after timeout seconds"
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._events:
-                left = None if deadline is None else (
-                    deadline - time.monotonic())
-                if left is not None and left <= 0:
-                    return None
-                self._cond.wait(left if left is None else min(left, 0.5))
-            return self._events.popleft()
-
-    def wake(self):
-        "Make a waiting next_event() return (an event of type _WAKE)"
-        with self._cond:
-            self._events.append({'type': '_WAKE'})
-            self._cond.notify_all()
-
-    def wait_for(self, event_type, timeout=10, **match):
-        """The next event of the type in history (each returned once)
-        whose keys equal match (keep_history only)"""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                start = self._consumed.get(event_type, 0)
-                for index in range(start, len(self.history)):
-                    event = self.history[index]
-                    if event.get('type') != event_type:
-                        continue
-                    if all(event.get(k) == v for k, v in match.items()):
-                        self._consumed[event_type] = index + 1
-                        return event
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError('%s: no %s %s within %ss' % (
-                        self.user, event_type, match or '', timeout))
-                self._cond.wait(min(left, 0.2))
-
-    # calls
-    def dial(self, number):
-        return self.checked('dial', self.uri(number))
-
-    def accept(self):
-        return self.checked('accept')
-
-    def hangup(self):
-        return self.command('hangup')
-
-    def transfer(self, target):
-        "Blind transfer (SIP REFER) of the current call to target"
-        return self.checked('transfer', self.uri(target))
-
-    def send_dtmf(self, digits, gap=0.25):
-        for i, digit in enumerate(str(digits)):
-            if i:
-                time.sleep(gap)
-            self.checked('sndcode', digit)
-
-    def set_source(self, path):
-        "What the current call (and the next ones) hears: a WAV file"
-        return self.checked('ausrc', 'aufile,%s' % path)
-
-    def stop(self, timeout=3):
-        "Quit baresip (SIGTERM, then SIGKILL) and close the socket"
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            try:
-                if self.sock is not None:
-                    self.sock.sendall(_netstring(json.dumps(
-                                {'command': 'quit', 'token': 'quit'}
-                                ).encode()))
-                proc.wait(timeout=1)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        if self.sock is not None:
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.sock.close()
-            self.sock = None
-        if self._reader is not None:
-            self._reader.join(2)
-            self._reader = None
 
 
 # --- the runner -------------------------------------------------------------
@@ -1153,13 +712,14 @@ def main(argv=None):
     audio = AudioCache(options['cache_dir'] or os.path.join(work_dir,
             'cache'), voice=options['voice'], speed=options['speed'],
         pad=options['pad'], fetch=crm.fetch)
-    baresip = BaresipClient(options['sip_user'], options['registrar'],
+    baresip = BaresipPhone(options['sip_user'], options['registrar'],
         os.path.join(work_dir, 'baresip'), listen=options['listen'],
         ctrl_port=options['ctrl_port'], rtp_ports=options['rtp_ports'],
         password=options['sip_password'], transport=options['transport'],
         source=audio.silence(), module_path=options['module_path'],
         binary=options['baresip'],
-        ring_timeout=options['transfer_timeout'] + 5)
+        ring_timeout=options['transfer_timeout'] + 5,
+        history=False, queue=True)
     runner = Runner(crm, baresip, audio, options['ivr'],
         transfer_timeout=options['transfer_timeout'],
         error_text=options['error_text'], pid_file=options['pid_file'])

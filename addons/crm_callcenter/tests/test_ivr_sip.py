@@ -4,62 +4,38 @@ the call to the IVR runner (a real process driving its own baresip); the
 runner speaks the prompt, hears the key and transfers the caller (SIP
 REFER) to the agent the CRM chose.
 
-Needs PostgreSQL (the HTTP server's threads open their own connections
-to the committed test database) and the telephony packages
-(scripts/telephony.sh)."""
+The CRM is served by rig/crm_http.py: needs PostgreSQL (the HTTP server's
+threads open their own connections to the committed test database) and the
+telephony packages (scripts/telephony.sh)."""
+import datetime as dt
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
-from trytond import backend
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
-from trytond.tests.test_tryton import DB_NAME, RouteTestCase
-from trytond.transaction import Transaction
-from trytond.wsgi import app
+from trytond.tests.test_tryton import RouteTestCase
 
 from crm_core.tests.tools import create_user
 
 from .. import ivr_routes  # noqa: F401 (the step API's routes)
-from .rig.rig import (
-    Rig, hmac_available, missing_binaries, rms, tts, wav_duration)
+from .rig.crm_http import CrmHttpTestMixin, skip_reason
+from .rig.rig import rms, tts, wav_duration
 from .test_callcenter import CallCenterSetup
 from .test_ivr import WELCOME, create_menu
 
 CUSTOMER = '+4930901820'
 IVR_NUMBER, RUNNER = '7000', 'ivr-7000'
-TEST_TIMEOUT = 90               # seconds: a test that runs longer fails
 WAIT = 10                       # seconds for a phone event
 ADDONS = os.path.dirname(os.path.dirname(os.path.dirname(
             os.path.abspath(__file__))))
 
-MISSING = missing_binaries('kamailio', 'baresip', 'espeak-ng', 'sox')
-if not MISSING and not hmac_available():
-    MISSING = ['kamailio module crypto.so (kamailio-tls-modules)']
-
-
-def _skip_reason():
-    if backend.name != 'postgresql':
-        return ("needs PostgreSQL: the CRM's HTTP server threads open their "
-            "own connections, and an SQLite %s database is one per "
-            "connection" % DB_NAME)
-    if MISSING:
-        return 'not installed: %s (run scripts/telephony.sh)' % ', '.join(
-            MISSING)
-    return None
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
+SKIP = skip_reason('kamailio', 'baresip', 'espeak-ng', 'sox')
 
 
 def _alive(pid):
@@ -94,10 +70,11 @@ def onset(path, threshold=0.01, step=0.05):
     return None
 
 
-@unittest.skipIf(_skip_reason(), _skip_reason())
-class IVRSipTestCase(RouteTestCase):
+@unittest.skipIf(SKIP, SKIP)
+class IVRSipTestCase(CrmHttpTestMixin, RouteTestCase):
     "Calls through a real SIP proxy to the IVR runner and on to an agent"
     module = 'crm_callcenter'
+    TEST_TIMEOUT = 90           # seconds: a test that runs longer fails
 
     @classmethod
     def setUpDatabase(cls):
@@ -123,36 +100,17 @@ class IVRSipTestCase(RouteTestCase):
 
     def setUp(self):
         super().setUp()
-        self._deadline()
         self.tmp = tempfile.mkdtemp(prefix='crm-ivr-test-')
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
         self.reset_agents()
         self.base_url = self.serve()
-        self.rig = Rig(routing_url=self.base_url + '/callcenter/route',
-            events_url=self.base_url + '/callcenter/events',
-            api_key=self.key)
-        self.addCleanup(self.rig.stop)
-        self.rig.start()
+        self.rig = self.start_rig(self.base_url)
         self.runner = self.start_runner()
-
-    def _deadline(self):
-        "Fail, instead of hanging, a test running longer than TEST_TIMEOUT"
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def expired(signum, frame):
-            raise TimeoutError('test ran longer than %ss' % TEST_TIMEOUT)
-        previous = signal.signal(signal.SIGALRM, expired)
-        signal.alarm(TEST_TIMEOUT)
-        self.addCleanup(signal.signal, signal.SIGALRM, previous)
-        self.addCleanup(signal.alarm, 0)
 
     def reset_agents(self):
         "The agents available, 1002 idle longer than 1001"
-        import datetime as dt
         now = dt.datetime.now()
-        with Transaction().start(DB_NAME, 0, context={
-                    'company': self.ids['company']}):
+        with self.transaction():
             Agent = Pool().get('callcenter.agent')
             agents = Agent.browse([self.ids[a]
                     for a in ['a1001', 'a1002', 'a2001']])
@@ -161,21 +119,6 @@ class IVRSipTestCase(RouteTestCase):
                 Agent.write([agent], {
                         'last_call_end': now - dt.timedelta(minutes=idle),
                         'wrap_up_until': None, 'current_call': None})
-
-    def serve(self):
-        "trytond's WSGI app on a free port of 127.0.0.1, until the test ends"
-        server = make_server('127.0.0.1', 0, app, threaded=True,
-            request_handler=_QuietHandler)
-        thread = threading.Thread(target=server.serve_forever,
-            kwargs={'poll_interval': 0.1}, daemon=True, name='crm-http')
-        thread.start()
-
-        def stop():
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
-        self.addCleanup(stop)
-        return 'http://127.0.0.1:%d/%s' % (server.server_port, DB_NAME)
 
     def start_runner(self, timeout=15):
         """The IVR runner of the menu, registered at the rig's Kamailio;
@@ -239,11 +182,6 @@ class IVRSipTestCase(RouteTestCase):
                 return f.read()[-5000:]
         except OSError:
             return ''
-
-    def read(self, function):
-        with Transaction().start(DB_NAME, 0, readonly=True, context={
-                    'company': self.ids['company']}):
-            return function(Pool())
 
     def closed_recording(self, phone, index, timeout=5):
         "The phone's index-th recording (by name) once it is complete"

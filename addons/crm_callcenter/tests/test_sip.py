@@ -2,59 +2,35 @@
 the CRM (served over real HTTP) where a call goes and posts the call's
 events to it; the test then reads what the CRM made of them.
 
-Needs PostgreSQL (the HTTP server's threads open their own connections to
-the committed test database: an SQLite :memory: database is one per
-connection) and the telephony packages (scripts/telephony.sh)."""
+The CRM is served by rig/crm_http.py: needs PostgreSQL (the HTTP server's
+threads open their own connections to the committed test database: an
+SQLite :memory: database is one per connection) and the telephony packages
+(scripts/telephony.sh)."""
 import datetime as dt
-import signal
-import threading
 import time
 import unittest
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
-from trytond import backend
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
-from trytond.tests.test_tryton import DB_NAME, RouteTestCase
-from trytond.transaction import Transaction
-from trytond.wsgi import app
+from trytond.tests.test_tryton import RouteTestCase
 
 from crm_core.tests.tools import create_user
 
-from .rig.rig import Rig, hmac_available, missing_binaries
+from .rig.crm_http import CrmHttpTestMixin, skip_reason
 from .test_callcenter import CallCenterSetup
 
 CUSTOMER = '+4930901820'        # the SIP user of the customer's phone
 QUEUE = '5000'
-TEST_TIMEOUT = 30               # seconds: a test that runs longer fails
 WAIT = 5                        # seconds for a phone event or a DB state
 
-MISSING = missing_binaries('kamailio', 'baresip')
-if not MISSING and not hmac_available():
-    MISSING = ['kamailio module crypto.so (kamailio-tls-modules)']
+SKIP = skip_reason('kamailio', 'baresip')
 
 
-def _skip_reason():
-    if backend.name != 'postgresql':
-        return ("needs PostgreSQL: the CRM's HTTP server threads open their "
-            "own connections, and an SQLite %s database is one per "
-            "connection" % DB_NAME)
-    if MISSING:
-        return 'not installed: %s (run scripts/telephony.sh)' % ', '.join(
-            MISSING)
-    return None
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
-
-
-@unittest.skipIf(_skip_reason(), _skip_reason())
-class SipTestCase(RouteTestCase):
+@unittest.skipIf(SKIP, SKIP)
+class SipTestCase(CrmHttpTestMixin, RouteTestCase):
     "Calls through a real SIP proxy and phones to the CRM over HTTP"
     module = 'crm_callcenter'
+    TEST_TIMEOUT = 30           # seconds: a test that runs longer fails
 
     @classmethod
     def setUpDatabase(cls):
@@ -82,28 +58,14 @@ class SipTestCase(RouteTestCase):
 
     def setUp(self):
         super().setUp()
-        self._deadline()
         self.reset_agents()
-        self.base_url = self.serve()
-
-    def _deadline(self):
-        "Fail, instead of hanging, a test running longer than TEST_TIMEOUT"
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def expired(signum, frame):
-            raise TimeoutError('test ran longer than %ss' % TEST_TIMEOUT)
-        previous = signal.signal(signal.SIGALRM, expired)
-        signal.alarm(TEST_TIMEOUT)
-        self.addCleanup(signal.signal, signal.SIGALRM, previous)
-        self.addCleanup(signal.alarm, 0)
+        self.url = self.serve()
 
     def reset_agents(self):
         """Agents 1001 and 1002 available, 1002 idle for longer; whatever
         an earlier test left (wrap-up, ringing) is gone"""
         now = dt.datetime.now()
-        with Transaction().start(DB_NAME, 0, context={
-                    'company': self.ids['company']}):
+        with self.transaction():
             Agent = Pool().get('callcenter.agent')
             a1001 = Agent(self.ids['a1001'])
             a1002 = Agent(self.ids['a1002'])
@@ -115,38 +77,12 @@ class SipTestCase(RouteTestCase):
                     'last_call_end': now - dt.timedelta(hours=1),
                     'wrap_up_until': None, 'current_call': None})
 
-    def serve(self):
-        "trytond's WSGI app on a free port of 127.0.0.1, until the test ends"
-        server = make_server('127.0.0.1', 0, app, threaded=True,
-            request_handler=_QuietHandler)
-        thread = threading.Thread(target=server.serve_forever,
-            kwargs={'poll_interval': 0.1}, daemon=True, name='crm-http')
-        thread.start()
-
-        def stop():
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
-        self.addCleanup(stop)
-        return 'http://127.0.0.1:%d/%s/callcenter' % (
-            server.server_port, DB_NAME)
-
     def rig(self, **kwargs):
         "Kamailio asking and telling this CRM, stopped when the test ends"
-        rig = Rig(routing_url=self.base_url + '/route',
-            events_url=self.base_url + '/events', api_key=self.key, **kwargs)
-        self.addCleanup(rig.stop)
-        rig.start()
-        return rig
+        return self.start_rig(self.url, **kwargs)
 
     def start_phones(self, rig):
         return (rig.phone('1001'), rig.phone('1002'), rig.phone(CUSTOMER))
-
-    def read(self, function):
-        "function() in a new transaction of the company (what is committed)"
-        with Transaction().start(DB_NAME, 0, readonly=True, context={
-                    'company': self.ids['company']}):
-            return function(Pool())
 
     def wait_call(self, call_id, states, timeout=WAIT):
         "The call's values once its state is one of states"

@@ -18,7 +18,7 @@ kamailio.cfg.tmpl and README.md for the JSON).
 """
 import atexit
 import glob
-import json
+import importlib.util
 import math
 import os
 import random
@@ -34,8 +34,30 @@ import time
 import uuid
 import weakref
 
+try:
+    from ...baresip import (
+        MODULES as BARESIP_MODULES, BaresipError, BaresipPhone,
+        baresip_module_dir)
+except ImportError:
+    # Loaded outside crm_callcenter (import rig, or by its path): the
+    # client is crm_callcenter/baresip.py, standard library only too
+    def _load_baresip():
+        path = os.path.join(os.path.dirname(os.path.dirname(
+                    os.path.dirname(os.path.abspath(__file__)))),
+            'baresip.py')
+        spec = importlib.util.spec_from_file_location(
+            'crm_callcenter_baresip', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    _baresip = _load_baresip()
+    BARESIP_MODULES = _baresip.MODULES
+    BaresipError = _baresip.BaresipError
+    BaresipPhone = _baresip.BaresipPhone
+    baresip_module_dir = _baresip.baresip_module_dir
+
 __all__ = [
-    'Rig', 'Phone', 'RigError', 'missing_binaries', 'hmac_available', 'rms',
+    'Rig', 'Phone', 'RigError', 'BaresipError', 'missing_binaries', 'hmac_available', 'rms',
     'tts', 'to_phone_wav', 'silence_wav', 'wav_duration', 'sip_options',
     'HOST', 'SAMPLE_RATE']
 
@@ -43,7 +65,6 @@ HOST = '127.0.0.1'
 SAMPLE_RATE = 8000           # what the phones send and record (PCMU)
 HERE = os.path.dirname(os.path.abspath(__file__))
 KAMAILIO_TEMPLATE = os.path.join(HERE, 'kamailio.cfg.tmpl')
-BARESIP_TEMPLATE = os.path.join(HERE, 'baresip.config.tmpl')
 KAMAILIO_MODULES = ('tm.so', 'dialog.so', 'http_client.so', 'jansson.so')
 PORT_RANGE = (20000, 45000)
 # Seconds of silence after what a phone plays: baresip's aufile closes the
@@ -53,8 +74,8 @@ DEFAULT_PAD = 120
 _RUNNING = weakref.WeakSet()
 
 
-class RigError(Exception):
-    pass
+class RigError(BaresipError):
+    "What the rig refuses or fails to do (the phones' errors: BaresipError)"
 
 
 # --- binaries --------------------------------------------------------------
@@ -71,14 +92,6 @@ def kamailio_module_dir():
         for path in sorted(glob.glob(pattern)):
             if os.path.exists(os.path.join(path, 'tm.so')):
                 return path + '/'
-    return None
-
-
-def baresip_module_dir():
-    for path in ['/usr/lib/baresip/modules', '/usr/local/lib/baresip/modules',
-            *sorted(glob.glob('/usr/lib/*/baresip/modules'))]:
-        if os.path.exists(os.path.join(path, 'ctrl_tcp.so')):
-            return path
     return None
 
 
@@ -99,8 +112,7 @@ def missing_binaries(*names):
                     missing.append('kamailio module %s' % module)
         elif name == 'baresip':
             mdir = baresip_module_dir()
-            for module in ('ctrl_tcp.so', 'aufile.so', 'aubridge.so',
-                    'sndfile.so', 'g711.so', 'menu.so', 'account.so'):
+            for module in (*BARESIP_MODULES, 'sndfile.so'):
                 if not mdir or not os.path.exists(os.path.join(mdir, module)):
                     missing.append('baresip module %s' % module)
     return missing
@@ -310,10 +322,6 @@ def _tail(path, lines=30):
         return ''
 
 
-def _netstring(payload):
-    return b'%d:%s,' % (len(payload), payload)
-
-
 # --- SIP probe ---------------------------------------------------------------
 
 def sip_options(port, user=None, timeout=3.0, host=HOST):
@@ -512,7 +520,7 @@ class Rig:
                 self.phones[user] = phone
             try:
                 return phone.start(timeout=timeout)
-            except RigError:
+            except BaresipError:
                 phone.stop()
                 # a port taken between our check and baresip's bind: once
                 # more with other ports
@@ -547,184 +555,54 @@ def _stop_all():
 
 # --- Phone ------------------------------------------------------------------
 
-class Phone:
-    """One baresip UA driven through its ctrl_tcp socket (netstring JSON).
+class Phone(BaresipPhone):
+    """One baresip phone of the rig, registered at its Kamailio: the
+    suite's baresip client (crm_callcenter/baresip.py) with the rig's ports,
+    a recording of what it receives and the checks that keep a test from
+    waiting 32 s for a dead peer.
 
     events: every event dict baresip sent (keys type, class, accountaor,
-    direction, peeruri, id (the SIP Call-ID), param...), in order.
+    direction, peeruri, id (the SIP Call-ID), param, time), in order;
+    wait_for() takes them. Errors of baresip commands: BaresipError (the
+    base of RigError).
     """
 
     def __init__(self, rig, user):
         self.rig = rig
-        self.user = user
-        self.events = []
-        self.responses = {}
-        self.proc = None
-        self.sock = None
-        self._cond = threading.Condition()
-        self._consumed = {}
-        self._token = 0
-        self._reader = None
         safe = re.sub(r'[^A-Za-z0-9_.-]', '_', user)
-        self.dir = os.path.join(rig.dir, 'phone-%s' % safe)
+        work_dir = os.path.join(rig.dir, 'phone-%s' % safe)
         n = 1
-        while os.path.exists(self.dir):         # a restarted phone
+        while os.path.exists(work_dir):         # a restarted phone
             n += 1
-            self.dir = os.path.join(rig.dir, 'phone-%s-%d' % (safe, n))
-        self.rec_dir = os.path.join(self.dir, 'rec')
-        self.log_path = os.path.join(self.dir, 'baresip.log')
-        self.source = None
-
-    def __repr__(self):
-        return '<Phone %s>' % self.user
-
-    @property
-    def aor(self):
-        return 'sip:%s@%s:%d' % (self.user, HOST, self.rig.sip_port)
-
-    def start(self, timeout=10):
-        os.makedirs(self.rec_dir)
-        ports = self.rig._ports
+            work_dir = os.path.join(rig.dir, 'phone-%s-%d' % (safe, n))
+        self.dir = work_dir
+        self.rec_dir = os.path.join(work_dir, 'rec')
+        ports = rig._ports
         # SIP port + 1 is baresip's TLS port: blocks of 2
         self.sip_port = ports.block(2, align=2)
-        self.ctrl_port = ports.block(1)
         rtp = ports.block(20, align=2)
-        self.rtp_ports = (rtp, rtp + 19)
-        self.source = self.rig.silence_path()
-        _render(BARESIP_TEMPLATE, {
-                'SIP_PORT': self.sip_port,
-                'CTRL_PORT': self.ctrl_port,
-                'RTP_PORTS': '%d-%d' % self.rtp_ports,
-                'RING_TIMEOUT_S': int(self.rig.ring_timeout) + 5,
-                'NULL_DEVICE': 'null-%d' % self.sip_port,
-                'SOURCE_WAV': self.source,
-                'MODULE_DIR': baresip_module_dir(),
-                'REC_DIR': self.rec_dir,
-                }, os.path.join(self.dir, 'config'))
-        with open(os.path.join(self.dir, 'accounts'), 'w') as f:
-            f.write('<sip:%s@%s:%d;transport=udp>;regint=600;'
-                'answermode=manual;audio_codecs=pcmu;ptime=20;mwi=no\n' % (
-                    self.user, HOST, self.rig.sip_port))
-        open(os.path.join(self.dir, 'contacts'), 'w').close()
-        log = open(self.log_path, 'wb')
-        try:
-            self.proc = subprocess.Popen(
-                [_which('baresip'), '-f', self.dir],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                cwd=self.dir, start_new_session=True)
-        finally:
-            log.close()
+        super().__init__(user, '%s:%d' % (HOST, rig.sip_port), work_dir,
+            listen='%s:%d' % (HOST, self.sip_port),
+            ctrl_port=ports.block(1),
+            rtp_ports='%d-%d' % (rtp, rtp + 19),
+            source=rig.silence_path(),
+            ring_timeout=int(rig.ring_timeout) + 5,
+            max_calls=4, codecs='pcmu',
+            extra_modules=['sndfile.so'], snd_path=self.rec_dir)
+
+    def start(self, timeout=10):
+        """Start baresip; wait until it is registered and reachable through
+        Kamailio"""
+        os.makedirs(self.rec_dir)
         deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RigError('baresip %s exited (%s):\n%s' % (self.user,
-                    self.proc.returncode, _tail(self.log_path)))
-            try:
-                self.sock = socket.create_connection(
-                    (HOST, self.ctrl_port), timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RigError('baresip %s: no ctrl_tcp on %d:\n%s' % (
-                        self.user, self.ctrl_port, _tail(self.log_path)))
-                time.sleep(0.05)
-        self.sock.settimeout(None)
-        self._reader = threading.Thread(target=self._read, daemon=True,
-            name='phone-%s' % self.user)
-        self._reader.start()
-        while not self.registered():
-            if time.monotonic() > deadline:
-                raise RigError('phone %s did not register:\n%s' % (
-                    self.user, _tail(self.log_path)))
-            time.sleep(0.1)
+        if not super().start(timeout=timeout):
+            raise RigError('phone %s did not register:\n%s' % (
+                self.user, self.log_tail()))
         while not self.rig.reachable(self.user, timeout=2):
             if time.monotonic() > deadline:
                 raise RigError('phone %s not reachable through kamailio'
                     % self.user)
         return self
-
-    # ctrl_tcp
-    def _read(self):
-        buf = b''
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                data = b''
-            if not data:
-                with self._cond:
-                    self._cond.notify_all()
-                return
-            buf += data
-            while True:
-                colon = buf.find(b':')
-                if colon < 0:
-                    break
-                try:
-                    size = int(buf[:colon])
-                except ValueError:
-                    buf = b''
-                    break
-                if len(buf) < colon + 1 + size + 1:
-                    break
-                payload = buf[colon + 1:colon + 1 + size]
-                buf = buf[colon + 2 + size:]
-                try:
-                    msg = json.loads(payload.decode('utf-8', 'replace'))
-                except ValueError:
-                    continue
-                msg['time'] = time.time()
-                with self._cond:
-                    if msg.get('response'):
-                        self.responses[msg.get('token')] = msg
-                    elif msg.get('event'):
-                        self.events.append(msg)
-                    self._cond.notify_all()
-
-    def command(self, command, params=None, timeout=5):
-        """Run a baresip command (names from `/help`: dial, accept, hangup,
-        sndcode, reginfo, ausrc, listcalls...) and return its answer
-        dict (keys ok, data)."""
-        if not self.alive() or self.sock is None:
-            raise RigError('phone %s is not running' % self.user)
-        with self._cond:
-            self._token += 1
-            token = 'rig-%d' % self._token
-        msg = {'command': command, 'token': token}
-        if params is not None:
-            msg['params'] = params
-        self.sock.sendall(_netstring(json.dumps(msg).encode()))
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while token not in self.responses:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self.alive():
-                    raise RigError('phone %s: no answer to %s' % (
-                        self.user, command))
-                self._cond.wait(min(left, 0.2))
-            return self.responses.pop(token)
-
-    def _check(self, answer, what):
-        if not answer.get('ok'):
-            raise RigError('phone %s: %s failed: %s' % (
-                self.user, what, answer.get('data')))
-        return answer
-
-    # state
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def registered(self):
-        "True when baresip's account is registered at the rig's Kamailio."
-        if not self.alive():
-            return False
-        try:
-            data = self.command('reginfo', timeout=2).get('data') or ''
-        except RigError:
-            return False
-        data = re.sub(r'\x1b\[[0-9;]*m', ' ', data)    # colours
-        return any(self.aor in line and re.search(r'\sOK\s', line)
-            for line in data.splitlines())
 
     # calls
     def dial(self, number):
@@ -736,21 +614,7 @@ class Phone:
         callee = self.rig.phones.get(number)
         if callee is not None and not callee.registered():
             raise RigError('callee %s is not up and registered' % number)
-        uri = number if number.startswith('sip:') else self.rig.uri(number)
-        return self._check(self.command('dial', uri), 'dial %s' % uri)
-
-    def accept(self):
-        return self._check(self.command('accept'), 'accept')
-
-    def hangup(self):
-        return self._check(self.command('hangup'), 'hangup')
-
-    def send_dtmf(self, digits, gap=0.25):
-        "Send DTMF digits (RFC 4733 events) in the current call."
-        for i, digit in enumerate(str(digits)):
-            if i:
-                time.sleep(gap)
-            self._check(self.command('sndcode', digit), 'sndcode %s' % digit)
+        return super().dial(number)
 
     def play(self, wav_path=None, pad=DEFAULT_PAD):
         """Send this file in the current call (from its start) and the next
@@ -761,33 +625,9 @@ class Phone:
         else:
             source = os.path.join(self.dir, 'play-%s.wav' % uuid.uuid4().hex)
             to_phone_wav(wav_path, source, pad_seconds=pad)
-        self._check(self.command('ausrc', 'aufile,%s' % source), 'ausrc')
+        self.set_source(source)
         self.source = source
         return source
-
-    def wait_for(self, event_type, timeout=10, **match):
-        """Wait for the next event of this type (each event is returned
-        once) whose keys equal match (e.g. param='2'); return it."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                start = self._consumed.get(event_type, 0)
-                for index in range(start, len(self.events)):
-                    event = self.events[index]
-                    if event.get('type') != event_type:
-                        continue
-                    if all(event.get(k) == v for k, v in match.items()):
-                        self._consumed[event_type] = index + 1
-                        return event
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    seen = ', '.join('%s(%s)' % (e.get('type'),
-                        e.get('param', '')) for e in self.events
-                        if e.get('type') != 'CALL_RTCP')
-                    raise TimeoutError('phone %s: no %s %s within %ss; '
-                        'events: %s' % (self.user, event_type, match or '',
-                            timeout, seen or 'none'))
-                self._cond.wait(min(left, 0.2))
 
     @property
     def recordings(self):
@@ -801,14 +641,3 @@ class Phone:
         the call is closed), or None."""
         recordings = self.recordings
         return recordings[-1] if recordings else None
-
-    def stop(self):
-        _stop_process(self.proc, term_timeout=3)
-        if self.sock is not None:
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.sock.close()
-        if self._reader is not None:
-            self._reader.join(2)
