@@ -601,3 +601,107 @@ class MarketingTestCase(CrmDatabaseTestCase):
                     [("", 1, 1), ("newsletter", 2, 1)])
                 self.assertEqual({r.month for r in months},
                     {dt.date.today().replace(day=1)})
+
+    @with_transaction()
+    def test_segment_quality_deals_and_responses(self):
+        "Quality score range, won deals and responses to campaigns"
+        pool = Pool()
+        Party = pool.get('party.party')
+        Lead = pool.get('crm.lead')
+        Campaign = pool.get('marketing.campaign')
+        Member = pool.get('marketing.campaign.member')
+        ms = MarketingSetup()
+        with ms.company_context():
+            rich = create_party("Rich", emails=['rich@example.com'],
+                countries=[ms.de], owner=ms.alice.id)
+            poor = create_party("Poor")
+            clicker = create_party("Clicker", emails=['c@example.com'],
+                owner=ms.alice.id)
+            deal, = Lead.create([{'name': "Deal", 'party': rich.id,
+                        'company': ms.company.id,
+                        'expected_revenue': Decimal(10)}])
+            Lead.won([deal])
+            good = ms.segment(name="Good data",
+                quality_min=Party(rich.id).quality_score)
+            self.assertIn(rich, Party.search(
+                    [('crm_segments', '=', good.id)]))
+            self.assertNotIn(poor, Party.search(
+                    [('crm_segments', '=', good.id)]))
+            won = ms.segment(name="Won", won_opportunities='with')
+            self.assertEqual(Party.search([('crm_segments', '=', won.id)]),
+                [rich])
+            campaign = ms.email_campaign(ms.segment(name="Alice's",
+                    owners=[('add', [ms.alice.id])]))
+            Campaign.run([campaign])
+            Member.mark([members(campaign)['Clicker']], 'clicked')
+            responders = ms.segment(name="Responders",
+                responded_campaigns=[('add', [campaign.id])])
+            self.assertEqual(
+                Party.search([('crm_segments', '=', responders.id)]),
+                [clicker])
+
+    @with_transaction()
+    def test_complaint_opts_out(self):
+        "A spam complaint (feedback report) suppresses and opts out"
+        pool = Pool()
+        Inbox = pool.get('inbound.email.inbox')
+        InboundEmail = pool.get('inbound.email')
+        Consent = pool.get('marketing.consent')
+        Suppression = pool.get('marketing.suppression')
+        ms = MarketingSetup()
+        report = (
+            'From: abuse@isp.example\nTo: news@example.com\n'
+            'Subject: Complaint\nMIME-Version: 1.0\n'
+            'Content-Type: multipart/report; report-type=feedback-report;'
+            ' boundary="b"\n\n--b\nContent-Type: text/plain\n\nSpam.\n'
+            '--b\nContent-Type: message/feedback-report\n\n'
+            'Feedback-Type: abuse\nUser-Agent: isp/1.0\nVersion: 1\n'
+            'Original-Rcpt-To: <Zoe@Example.com>\n--b--\n')
+        with ms.company_context():
+            inbox, = Inbox.create([{'name': "Feedback", 'rules': [
+                            ('create', [{'action':
+                                        'marketing.suppression'
+                                        '|from_inbound_email'}])]}])
+            complaint, = InboundEmail.create([{'inbox': inbox.id,
+                        'data': report.encode(), 'data_type': 'raw'}])
+            InboundEmail.process([complaint])
+            suppression, = Suppression.search([])
+            self.assertEqual((suppression.email, suppression.reason),
+                ('zoe@example.com', 'complaint'))
+            consent, = Consent.search([])
+            self.assertEqual((consent.status, consent.method),
+                ('opted_out', 'complaint'))
+
+    @with_transaction()
+    def test_double_opt_in_and_opt_in_required(self):
+        """Confirming a mailing list subscription is an opt-in; when the
+        configuration requires opt-ins only those addresses get
+        marketing"""
+        pool = Pool()
+        Lang = pool.get('ir.lang')
+        EmailList = pool.get('marketing.email.list')
+        ListEmail = pool.get('marketing.email')
+        Consent = pool.get('marketing.consent')
+        Configuration = pool.get('crm.configuration')
+        ms = MarketingSetup()
+        smtp_server(self)
+        with ms.company_context():
+            en, = Lang.search([('code', '=', 'en')], limit=1)
+            news, = EmailList.create([{'name': "News", 'language': en.id}])
+            news.request_subscribe('anna@example.com')
+            anna, = ListEmail.search([('email', '=', 'anna@example.com'),
+                    ('active', '=', False)])
+            self.assertEqual(Consent.search([]), [])
+            ListEmail.subscribe([anna.email_token])
+            consent, = Consent.search([])
+            self.assertEqual((consent.email, consent.status, consent.method,
+                    consent.source), ('anna@example.com', 'opted_in',
+                    'double_opt_in', "News"))
+            self.assertEqual(Consent.blocked(
+                    ['anna@example.com', 'bert@example.com']), set())
+            config = Configuration(1)
+            config.marketing_opt_in_required = True
+            config.save()
+            self.assertEqual(Consent.blocked(
+                    ['anna@example.com', 'bert@example.com']),
+                {'bert@example.com'})
