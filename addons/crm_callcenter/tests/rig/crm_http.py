@@ -4,8 +4,9 @@ crm_callcenter that place real calls (test_sip.py, test_ivr_sip.py).
 Kamailio asks the routing API and posts the call events, the IVR runner
 asks for its steps: they need the CRM on a socket. CrmHttpTestMixin, put
 before trytond's RouteTestCase, serves trytond's WSGI application from a
-thread of the test process on a free port of 127.0.0.1 and starts the rig
-against it; both are stopped when the test ends, also when it fails.
+thread of the test process on a free port of 127.0.0.1 (crm_core's
+serve_http) and starts the rig against it; both are stopped when the test
+ends, also when it fails.
 
 The served database is the test database: what the test case's
 setUpDatabase made is committed, and the server's threads open their own
@@ -17,26 +18,23 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
-from trytond import backend
 from trytond.pool import Pool
 from trytond.tests.test_tryton import DB_NAME
 from trytond.transaction import Transaction
-from trytond.wsgi import app
 
-from .rig import HOST, Rig, hmac_available, missing_binaries
+from crm_core.tests.tools import serve_http, served_database_skip_reason
 
-__all__ = ['skip_reason', 'serve', 'CrmHttpTestMixin']
+from .rig import Rig, hmac_available, missing_binaries
+
+__all__ = ['skip_reason', 'CrmHttpTestMixin']
 
 
 def skip_reason(*binaries):
     """Why the tests of real calls to the served CRM cannot run here (the
     backend, a binary of binaries missing), or None"""
-    if backend.name != 'postgresql':
-        return ("needs PostgreSQL: the CRM's HTTP server threads open their "
-            "own connections, and an SQLite %s database is one per "
-            "connection" % DB_NAME)
+    reason = served_database_skip_reason()
+    if reason:
+        return reason
     missing = missing_binaries(*binaries)
     if not missing and not hmac_available():
         missing = ['kamailio module crypto.so (kamailio-tls-modules)']
@@ -44,27 +42,6 @@ def skip_reason(*binaries):
         return 'not installed: %s (run scripts/telephony.sh)' % ', '.join(
             missing)
     return None
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
-
-
-def serve(application=app):
-    """Serve application on a free port of 127.0.0.1 from a thread:
-    (port, stop), stop() shuts it down"""
-    server = make_server(HOST, 0, application, threaded=True,
-        request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever,
-        kwargs={'poll_interval': 0.1}, daemon=True, name='crm-http')
-    thread.start()
-
-    def stop():
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-    return server.server_port, stop
 
 
 class CrmHttpTestMixin:
@@ -93,10 +70,8 @@ class CrmHttpTestMixin:
 
     def serve(self):
         """The URL of the test database (http://127.0.0.1:<port>/<db>),
-        served until the test ends"""
-        port, stop = serve()
-        self.addCleanup(stop)
-        return 'http://%s:%d/%s' % (HOST, port, DB_NAME)
+        served until the test ends (crm_core.tests.tools.serve_http)"""
+        return '%s/%s' % (serve_http(self), DB_NAME)
 
     def start_rig(self, url, **kwargs):
         """A started Rig whose Kamailio asks and tells the CRM at url (the
