@@ -254,11 +254,12 @@ class Call(ModelSQL, ModelView):
         for call in pops:
             cls.screen_pop(call)
         cls._history(history)
-        for call in callbacks:
-            activity = cls.request_callback(call.queue, call.customer_number,
-                call.party, call.ended, agent=call.agent)
-            if activity:
-                cls.write([call], {'callback': activity.id})
+        activities = cls.request_callbacks([(c.queue, c.customer_number,
+                    c.party, c.ended, c.agent) for c in callbacks])
+        to_write = [x for call, activity in zip(callbacks, activities)
+            if activity for x in ([call], {'callback': activity.id})]
+        if to_write:
+            cls.write(*to_write)
 
     def screen_pop(self):
         "Tell the ringing agent who calls (sao shows it; so does the console)"
@@ -316,21 +317,31 @@ class Call(ModelSQL, ModelView):
         """A call activity to call the customer back, for the next free
         agent of the queue (else the agent that rang, else the team's
         leader); None when nobody can take it"""
+        activity, = cls.request_callbacks([(queue, number, party, now, agent)])
+        return activity
+
+    @classmethod
+    def request_callbacks(cls, requests):
+        """The callbacks of request_callback for [(queue, number, party,
+        now, agent)], made at once: an activity or None for each"""
         pool = Pool()
         Activity = pool.get('crm.activity')
-        user = None
-        if queue:
-            free = queue.choose(party, now)
-            if free:
-                user = free[0].user
-        if not user and agent:
-            user = agent.user
-        if not user and queue and queue.team:
-            user = queue.team.leader
-        if not user:
-            logger.warning("no agent for the callback of %s", number)
-            return None
-        activity, = Activity.create([{
+        users, to_create = [], []
+        for queue, number, party, now, agent in requests:
+            user = None
+            if queue:
+                free = queue.choose(party, now)
+                if free:
+                    user = free[0].user
+            if not user and agent:
+                user = agent.user
+            if not user and queue and queue.team:
+                user = queue.team.leader
+            users.append(user)
+            if not user:
+                logger.warning("no agent for the callback of %s", number)
+                continue
+            to_create.append({
                     'type': 'call',
                     'subject': gettext('crm_callcenter.msg_callback_subject',
                         number=number or '?'),
@@ -341,8 +352,9 @@ class Call(ModelSQL, ModelView):
                     'user': user.id,
                     'state': 'planned',
                     'description': number,
-                    }])
-        return activity
+                    })
+        activities = iter(Activity.create(to_create) if to_create else [])
+        return [next(activities) if user else None for user in users]
 
     def outcome_text(self):
         # The notes stay on the call: they follow the call's rules (own

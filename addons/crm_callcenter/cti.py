@@ -8,12 +8,15 @@ a queue task then makes each touched call what all of its events say
 not."""
 import datetime as dt
 import logging
+import threading
 from collections import defaultdict
 
-from sql import Conflict, Literal
+from sql import Conflict, Literal, Null, Select
 
+import trytond.config as config
 from trytond import backend
 from trytond.i18n import gettext
+from trytond.ir.cron import str2bigint
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
@@ -39,10 +42,49 @@ REASONS = {'abandoned', 'voicemail', 'no_answer', 'busy', 'rejected'}
 MAX_TEXT = 128
 # Pending events made into calls in one go
 BATCH = 500
+# Full batches a task applies before it commits and queues the next task
+TASK_BATCHES = 10
+# The applying task waits a little to take the events of many requests
+QUEUE_NAME = 'callcenter'
+APPLY_DELAY = dt.timedelta(milliseconds=200)
+# A task starting later than this takes the events of a request that
+# commits now
+APPLY_MARGIN = dt.timedelta(milliseconds=50)
+APPLY_LOCK = str2bigint('callcenter.event,apply')
 
 
 def _now():
     return dt.datetime.now()
+
+
+# When the last task that this process queued starts, per database: a
+# request does not see the tasks committed after its snapshot (REPEATABLE
+# READ), nor those of the requests running meanwhile
+_scheduled = {}
+_queuing = threading.Lock()
+
+
+class _Queued:
+    """A data manager: the process knows at once of the task that its
+    transaction queued, and forgets it if the transaction is rolled back"""
+
+    def __init__(self, database, at):
+        self.database, self.at = database, at
+        _scheduled[database] = max(_scheduled.get(database, at), at)
+
+    def tpc_begin(self, transaction):
+        pass
+
+    commit = tpc_vote = tpc_finish = tpc_begin
+
+    def tpc_abort(self, transaction):
+        if _scheduled.get(self.database) == self.at:
+            del _scheduled[self.database]
+
+
+def _worker():
+    "Whether trytond-worker runs the tasks (else they run at the commit)"
+    return config.getboolean('queue', 'worker', default=False)
 
 
 def parse_timestamp(value):
@@ -260,18 +302,75 @@ class Event(ModelSQL, ModelView):
                     & table.event_id.in_([e['event_id'] for e in unique])))
             ids = [i for i, in cursor]
         if ids:
-            cls.__queue__.apply_pending(cls.browse(ids[:1]))
+            # A task starting after this request's commit takes its events
+            # (a commit later than that is left to the next one or the
+            # drain cron)
+            cls.schedule_apply(cls.browse(ids[:1]),
+                after=_now() + APPLY_MARGIN)
         return len(ids)
 
     @classmethod
+    def schedule_apply(cls, events, delay=None, after=None):
+        """Queue making calls of the pending events (delay: APPLY_DELAY by
+        default), unless a task not taken yet starts after the moment
+        `after` (any such task when None): it takes them"""
+        transaction = Transaction()
+        delay = APPLY_DELAY if delay is None else delay
+        if _worker():
+            database = transaction.database.name
+            Queue = Pool().get('ir.queue')
+            queue = Queue.__table__()
+            where = (queue.name == QUEUE_NAME) & (queue.dequeued_at == Null)
+            if after is not None:
+                where &= queue.scheduled_at > after
+            # The requests of the process decide one at a time
+            with _queuing:
+                if (after is not None
+                        and _scheduled.get(database, after) > after):
+                    return
+                cursor = transaction.connection.cursor()
+                cursor.execute(*queue.select(Literal(1), where=where,
+                        limit=1))
+                if cursor.fetchone():
+                    return
+                transaction.join(_Queued(database, _now() + delay))
+        with transaction.set_context(
+                queue_name=QUEUE_NAME, queue_scheduled_at=delay):
+            cls.__queue__.apply_pending(events[:1])
+
+    @classmethod
     def apply_pending(cls, events=None, drain=False):
-        """Queue task (a batch) and cron (drain): the calls of the pending
-        events become what their events say"""
+        """Queue task and cron (drain): the calls of the pending events
+        become what their events say. One applier at a time: two would
+        make the same calls and write the same agents."""
+        # A worker's task comes again later; the cron, direct calls and
+        # tasks run at the commit (no worker) wait their turn
+        task = events is not None and _worker()
+        if not cls._lock_applier(wait=not task):
+            # The events are committed: any task not taken yet takes them
+            cls.schedule_apply(events)
+            return
+        batches = 0
         while True:
             pending = cls.claim_pending(BATCH)
             cls.apply(pending)
-            if not drain or len(pending) < BATCH:
+            batches += 1
+            if len(pending) < BATCH:
                 break
+            if not drain and batches >= TASK_BATCHES:
+                # A backlog: commit what is done, the next task goes on
+                cls.schedule_apply(pending, delay=dt.timedelta(0))
+                break
+
+    @classmethod
+    def _lock_applier(cls, wait=False):
+        """Whether this transaction is the applier (till its end); always
+        on SQLite, which has one writer at a time"""
+        database = Transaction().database
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*Select([database.lock_id(APPLY_LOCK, timeout=wait)]))
+        locked, = cursor.fetchone()
+        return wait or bool(locked)
 
     @classmethod
     def drain(cls):
@@ -338,6 +437,10 @@ def _slices(ids, size=1000):
 EVENT_COLUMNS = ['id', 'call_id', 'type', 'timestamp', 'direction',
     'from_number', 'to_number', 'extension', 'queue_number', 'target',
     'reason', 'recording_url']
+# The fields of callcenter.call that apply_calls gives values
+CALL_FIELDS = ['direction', 'from_number', 'to_number', 'created',
+    'answered', 'ended', 'state', 'wait_seconds', 'talk_seconds',
+    'recording_url', 'agent', 'user', 'queue']
 
 
 def apply_calls(company, call_ids):
@@ -361,10 +464,12 @@ def apply_calls(company, call_ids):
         for row in cursor:
             event = dict(zip(EVENT_COLUMNS, row))
             events[event['call_id']].append(event)
-    calls = {c.call_id: c for c in Call.search([
+    # The stored values, compared as read: records would read each
+    # Many2One on its own
+    calls = {c['call_id']: c for c in Call.search_read([
                 ('company', '=', company),
                 ('call_id', 'in', call_ids),
-                ])}
+                ], fields_names=['call_id'] + CALL_FIELDS)}
     folded = {i: fold(events[i]) for i in call_ids if events[i]}
     agents = Agent.by_extension(
         {e for _, e, _ in folded.values() if e}, company)
@@ -376,11 +481,14 @@ def apply_calls(company, call_ids):
     for _, _, number in folded.values():
         if number and number not in queues:
             queues[number] = Queue.by_number(number, company)
+    # The party of a new call is the one with the customer's number
     numbers = {}
     for call_id, (values, _, _) in folded.items():
-        number = (values['from_number'] if values['direction'] == 'inbound'
-            else values['to_number'])
-        numbers[call_id] = normalised(number)
+        if call_id not in calls:
+            number = (values['from_number']
+                if values['direction'] == 'inbound'
+                else values['to_number'])
+            numbers[call_id] = normalised(number)
     by_phone = Party._parties_by_contact(
         phones=[n for n in numbers.values() if n])
 
@@ -400,22 +508,19 @@ def apply_calls(company, call_ids):
             to_create.append(dict(values, call_id=call_id, company=company))
             changes.append((call_id, None))
         else:
-            changed = {k: v for k, v in values.items()
-                if _value(getattr(call, k)) != v}
+            changed = {k: v for k, v in values.items() if call[k] != v}
             if changed:
-                to_write.extend(([call], changed))
-                changes.append((call_id, call.state))
+                to_write.extend(([Call(call['id'])], changed))
+                changes.append((call_id, call['state']))
+    ids = {i: c['id'] for i, c in calls.items()}
     if to_create:
-        for call in Call.create(to_create):
-            calls[call.call_id] = call
+        for values, call in zip(to_create, Call.create(to_create)):
+            ids[values['call_id']] = call.id
     if to_write:
         Call.write(*to_write)
-    changed = [(Call(calls[i].id), old) for i, old in changes]
-    Call.on_state_change(changed)
-
-
-def _value(value):
-    return value.id if isinstance(value, ModelSQL) else value
+    # One list: on_state_change reads the calls all at once
+    changed = Call.browse([ids[i] for i, _ in changes])
+    Call.on_state_change(list(zip(changed, (old for _, old in changes))))
 
 
 class Router:

@@ -61,17 +61,34 @@ def _key(request):
     return request.args.get('key') or None
 
 
+def _application(pool, key):
+    """(application, user, company) ids of the validated key of the
+    telephony application, read in one query (the ORM's check and reads
+    of the user cost more than the rest of an event's request)"""
+    Application = pool.get('res.user.application')
+    User = pool.get('res.user')
+    application = Application.__table__()
+    user = User.__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*application.join(user,
+            condition=application.user == user.id).select(
+            application.id, user.id, user.company,
+            where=(application.key == key)
+            & (application.application == APPLICATION)
+            & (application.state == 'validated'),
+            limit=1))
+    return cursor.fetchone()
+
+
 def authenticated(signed=True):
     """The application of the key (and the body's signature): the
     endpoint runs as its user, in its user's company"""
     def decorator(func):
         @wraps(func)
         def wrapper(request, pool, *args, **kwargs):
-            UserApplication = pool.get('res.user.application')
             key = _key(request)
-            application = UserApplication.check(key, APPLICATION) \
-                if key else None
-            if not application:
+            row = _application(pool, key) if key else None
+            if not row:
                 return _error(401, 'unauthorized',
                     gettext('crm_callcenter.msg_api_unauthorized'))
             if signed:
@@ -82,15 +99,15 @@ def authenticated(signed=True):
                         expected.encode()):
                     return _error(401, 'bad_signature',
                         gettext('crm_callcenter.msg_api_signature'))
-            user = application.user
-            company = user.company
+            application, user, company = row
             if not company:
                 return _error(403, 'no_company',
                     gettext('crm_callcenter.msg_api_no_company'))
-            with Transaction().set_user(user.id), \
-                    Transaction().set_context(company=company.id):
+            application = pool.get('res.user.application')(application)
+            with Transaction().set_user(user), \
+                    Transaction().set_context(company=company):
                 try:
-                    return func(request, pool, application, company.id,
+                    return func(request, pool, application, company,
                         *args, **kwargs)
                 except EventError as exception:
                     # Raised before anything is written

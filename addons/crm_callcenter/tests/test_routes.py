@@ -31,11 +31,20 @@ class CallCenterRouteTestCase(RouteTestCase):
             Queue.create([{'name': "Hotline", 'number': '5000',
                         'members': [('add', [agent.id])]}])
         create_party("Caller Ltd", phones=['+4930901820'])
-        application, = Application.create([{
-                    'user': pbx.id, 'application': 'crm_callcenter'}])
-        other, = Application.create([{
-                    'user': pbx.id, 'application': 'rest'}])
+        # A user without company: its key is refused too
+        homeless, = pool.get('res.user').create([{
+                    'name': "Homeless", 'login': 'homeless_pbx',
+                    'companies': [], 'company': None}])
+        application, other, cancelled, no_company = Application.create([
+                {'user': pbx.id, 'application': 'crm_callcenter'},
+                {'user': pbx.id, 'application': 'rest'},
+                {'user': pbx.id, 'application': 'crm_callcenter'},
+                {'user': homeless.id, 'application': 'crm_callcenter'},
+                ])
+        Application.cancel([cancelled])
         cls.key, cls.rest_key = application.key, other.key
+        cls.cancelled_key, cls.no_company_key = (
+            cancelled.key, no_company.key)
 
     def post(self, path, data, key=None, sign=True, signature=None,
             content_type='application/json'):
@@ -82,13 +91,16 @@ class CallCenterRouteTestCase(RouteTestCase):
                     call.agent.extension), ('ended', "Caller Ltd", '1001'))
 
     def test_refused_without_key_or_signature(self):
-        "No key, another application's key, a wrong signature: 401"
+        """No key, another application's key, a cancelled key, a wrong
+        signature: 401; a key of a user without company: 403"""
         events = self.count('callcenter.event')
         for response, error in [
                 (self.post('events', self.event('ringing', 'x'), key=''),
                     'unauthorized'),
                 (self.post('events', self.event('ringing', 'x'),
                         key=self.rest_key), 'unauthorized'),
+                (self.post('events', self.event('ringing', 'x'),
+                        key=self.cancelled_key), 'unauthorized'),
                 (self.post('events', self.event('ringing', 'x'),
                         signature='sha256=' + '0' * 64), 'bad_signature'),
                 (self.post('events', self.event('ringing', 'x'),
@@ -97,6 +109,10 @@ class CallCenterRouteTestCase(RouteTestCase):
             with self.subTest(error=error):
                 self.assertEqual(response.status_code, 401)
                 self.assertEqual(json.loads(response.data)['error'], error)
+        response = self.post('events', self.event('ringing', 'x'),
+            key=self.no_company_key)
+        self.assertEqual((response.status_code,
+                json.loads(response.data)['error']), (403, 'no_company'))
         self.assertEqual(self.count('callcenter.event'), events)
 
     def test_invalid_input_names_fields_and_stores_nothing(self):
