@@ -248,7 +248,7 @@ class Segment(DeactivableMixin, ModelSQL, ModelView):
         cursor = Transaction().connection.cursor()
         if segments is None:
             segments = cls.search([])
-        now = dt.datetime.now()
+        now = dt.datetime.now().replace(microsecond=0)
         user = Transaction().user
         for segment in segments:
             if segment.kind == 'dynamic':
