@@ -24,6 +24,16 @@ tickets, each replayed at the moments of its story. Loading sends no email.
 With crm_callcenter activated: agents alice, bob and carol, the hotline
 (5000) and sales (6000) queues, dispositions, an IVR menu (7000) and
 about 300 calls of the last month, replayed through the CTI events the telephony would send.
+
+With crm_marketing activated: the marketing user mia, segments (German
+customers, dormant prospects, VIP customers, all customers, and the
+static list of the spring webinar's invitees), newsletter consents, lead
+scoring rules with the hand-over threshold, and campaigns: the spring
+webinar (email) and the trade fair done, with members, costs, leads and
+won deals (funnel and ROI), the T12 launch email running, a win-back A/B
+email planned. The emails are made by marketing_automation's scenario as
+the queue would, then taken back before the commit: loading mails nobody,
+and no email is left waiting for trytond-cron.
 """
 import argparse
 import datetime as dt
@@ -724,6 +734,126 @@ TICKETS = [
         "phone."),
     ]
 
+# Marketing (crm_marketing only) --------------------------------------------
+# login, name: the marketing user who plans and runs the campaigns
+MARKETER = ('mia', "Mia Lindner")
+# key, name, description, criteria (countries by code, teams by name)
+SEGMENTS = [
+    ('german-customers', "German customers",
+        "Customers with an address in Germany.",
+        {'lifecycle_statuses': ['customer'], 'countries': ['DE']}),
+    ('dormant-prospects', "Prospects without activity for 60 days",
+        "Prospects nobody called, met or wrote to in the last two months.",
+        {'lifecycle_statuses': ['prospect'], 'inactive_days': 60}),
+    ('vip', "VIP customers",
+        "Key account customers who bought from us.",
+        {'lifecycle_statuses': ['customer'], 'won_opportunities': 'with',
+            'teams': ["Key Accounts"]}),
+    ('customers', "All customers", None,
+        {'lifecycle_statuses': ['customer']}),
+    ]
+# The static list of the spring webinar: the accounts (but former
+# customers) and their contacts
+INVITEES = ('webinar-invitees', "Spring webinar invitees",
+    "Invited by email to the spring webinar on mobile CRM.")
+# Genshi templates of the campaigns' emails ('record' is the member)
+WEBINAR_EMAIL = (
+    "You are invited: mobile CRM for field teams (live webinar)",
+    '<html><body><p>Hello ${record.party.name},</p>'
+    '<p>join our live webinar: how field teams log visits, scan and quote '
+    'from a rugged tablet, in 45 minutes with questions.</p>'
+    '<p><a href="https://www.harbour-trading.de/webinar">Save your '
+    'seat</a></p>'
+    '<p>Harbour Trading</p>'
+    '<p><small><a href="unsubscribe">Unsubscribe</a></small></p>'
+    '</body></html>')
+LAUNCH_EMAIL = (
+    "New: the Rugged Tablet T12 for ${record.party.name}",
+    '<html><body><p>Hello ${record.party.name},</p>'
+    '<p>the Rugged Tablet T12 is here: a full shift of battery, a scanner '
+    'built in, and it fits the DS-3 docking stations you already have.</p>'
+    '<p><a href="https://www.harbour-trading.de/t12">See the T12</a></p>'
+    '<p>Harbour Trading</p>'
+    '<p><small><a href="unsubscribe">Unsubscribe</a></small></p>'
+    '</body></html>')
+WIN_BACK_EMAILS = [
+    ('a', "Still looking for a CRM, ${record.party.name}?",
+        '<html><body><p>Hello ${record.party.name},</p>'
+        '<p>it has been a while: here is what is new in our CRM, and a '
+        'free onboarding workshop if you start this quarter.</p>'
+        '<p><a href="https://www.harbour-trading.de/news">What is new</a>'
+        '</p><p><small><a href="unsubscribe">Unsubscribe</a></small></p>'
+        '</body></html>'),
+    ('b', "A free onboarding workshop for ${record.party.name}",
+        '<html><body><p>Hello ${record.party.name},</p>'
+        '<p>start this quarter and your team gets the two-day onboarding '
+        'workshop for free.</p>'
+        '<p><a href="https://www.harbour-trading.de/workshop">Book the '
+        'workshop</a></p>'
+        '<p><small><a href="unsubscribe">Unsubscribe</a></small></p>'
+        '</body></html>'),
+    ]
+NEWS_FROM = "Harbour Trading <news@harbour-trading.de>"
+# The campaigns. The first four are the UTM campaigns the leads of the
+# demo carry (made by utm()); the others are made here. name (lower case:
+# marketing_campaign's), type, status, start and end (days from today),
+# segment key, budget, costs (description, amount, days from today,
+# medium), goal in leads, expected revenue, goals, emails (A or A and B)
+CAMPAIGNS = [
+    dict(name='spring-webinar', type='email', status='done',
+        start=-150, end=-120, segment='webinar-invitees', budget=15000,
+        costs=[("Webinar platform, annual licence", 2400, -160, 'email'),
+            ("Speaker and moderation", 3500, -150, 'email'),
+            ("LinkedIn sponsored posts", 4800, -140, 'social'),
+            ("Invitation design", 1300, -158, 'email')],
+        goal_leads=40, expected_revenue=200000,
+        goals="Fill the pipeline of mobile CRM deals before the summer.",
+        email=WEBINAR_EMAIL),
+    dict(name='trade-fair-hannover', type='event', status='done',
+        start=-200, end=-196, budget=25000,
+        costs=[("Booth, hall 6", 18000, -230, 'event'),
+            ("Travel and hotel", 4500, -196, 'event'),
+            ("Giveaways", 1200, -210, 'event')],
+        goal_leads=25, expected_revenue=250000,
+        goals="Meet the logistics and manufacturing prospects of the fair."),
+    dict(name='google-ads', type='advertising', status='running',
+        start=-90, budget=9000,
+        costs=[("Google Ads, month 1", 1500, -60, 'cpc'),
+            ("Google Ads, month 2", 1500, -30, 'cpc')],
+        goal_leads=30),
+    dict(name='partner-referral', type='other', status='running',
+        start=-300, goals="Leads our resellers pass to us."),
+    dict(name='tablet-t12-launch', type='email', status='running',
+        start=-4, end=24, segment='customers', budget=3000,
+        costs=[("Product photos and copy", 900, -10, 'email')],
+        goal_leads=8, expected_revenue=60000,
+        goals="Sell the T12 to the customers who bought T10 tablets.",
+        email=LAUNCH_EMAIL),
+    dict(name='win-back-prospects', type='email', status='planned',
+        start=21, end=49, segment='dormant-prospects', budget=2000,
+        goal_leads=10, ab_test=True, ab_sample=30,
+        goals="Talk again to the prospects we lost sight of.",
+        emails=WIN_BACK_EMAILS),
+    ]
+# name, criterion, value (country code, source name), points
+SCORING_RULES = [
+    ("Germany", 'country', 'DE', 10),
+    ("Met us at the trade fair", 'source', 'trade-fair', 20),
+    ("Came from the web site", 'source', 'website', 10),
+    ("Opened a campaign email", 'opened', None, 10),
+    ("Clicked a campaign link", 'clicked', None, 25),
+    ]
+MQL_THRESHOLD = 50
+MQL_TEAM = "Direct Sales"
+# How the invitees answered the webinar email (the rest did not open it)
+OPEN_RATE = 0.55
+CLICK_RATE = 0.45  # of those who opened
+# A bounce report of the mail server, for the suppressed address
+BOUNCE_DETAIL = (
+    "Reporting-MTA: dns; mx.harbour-trading.de\n\n"
+    "Final-Recipient: rfc822; {address}\nAction: failed\nStatus: 5.1.1\n"
+    "Diagnostic-Code: smtp; 550 5.1.1 User unknown")
+
 
 def slug(text):
     text = unicodedata.normalize('NFKD', text)
@@ -882,6 +1012,8 @@ class DemoData:
         ModelData = pool.get('ir.model.data')
         self.ref = lambda module, fs_id: ModelData.get_id(module, fs_id)
         self.reg = Registry()
+        if 'crm.segment' in dict(pool.iterobject()):
+            self.marketing_settings()
         self.currencies()
         self.countries()
         self.company()
@@ -903,6 +1035,8 @@ class DemoData:
                 self.helpdesk()
             if 'callcenter.call' in dict(pool.iterobject()):
                 self.callcenter()
+            if 'crm.segment' in dict(pool.iterobject()):
+                self.marketing()
             self.config_wizard()
         self.check_no_mail()
         return self.reg.created
@@ -1942,6 +2076,352 @@ class DemoData:
                                         }])],
                         })], match='number')
 
+    def marketing(self):
+        """The marketing user mia, segments, newsletter consents, lead
+        scoring rules, and the campaigns: the spring webinar and the trade
+        fair done with their results, the T12 launch email running, a
+        win-back email planned; then every open lead scored
+        (crm_marketing only). Nobody is mailed: see send_quietly"""
+        Lead = self.pool.get('crm.lead')
+        self.marketing_users()
+        self.segments()
+        self.scoring()
+        self.consents()
+        self.campaigns()
+        # Attribute points need no event: every open lead, as the cron does
+        Lead.update_scores(Lead.search([('state', '=', 'open')],
+                order=[('id', 'ASC')]))
+
+    def marketing_settings(self):
+        """crm_marketing keeps its settings in crm_core's configuration,
+        whose first record locks its table: trytond then starts the
+        transaction again (main), so that happens first, not after all the
+        rest"""
+        Configuration = self.pool.get('crm.configuration')
+        if not Configuration.get_singleton():
+            Configuration.create([{}])
+
+    def marketing_users(self):
+        "mia in Marketing User; the manager also manages marketing"
+        pool = self.pool
+        User = pool.get('res.user')
+        lang = pool.get('ir.lang').search([('code', '=', 'en')])[0].id
+        marketing = self.ref('crm_marketing', 'group_marketing_user')
+        manager = self.ref('crm_marketing', 'group_marketing_manager')
+        login, name = MARKETER
+        self.user[login], = self.reg.ensure('res.user', [(f'user:{login}', {
+                        'login': login, 'name': name, 'password': PASSWORD,
+                        'email': f'{login}@harbour-trading.de',
+                        'company': self.company_id,
+                        'companies': [('add', [self.company_id])],
+                        'language': lang,
+                        'groups': [('add', [
+                                    self.ref('crm_core', 'group_crm_user'),
+                                    marketing])],
+                        })], match='login')
+        for login, group in [('mia', marketing), ('manager', manager)]:
+            user = User(self.user[login])
+            if group not in [g.id for g in user.groups]:
+                User.write([user], {'groups': [('add', [group])]})
+
+    def segments(self):
+        """Dynamic segments on their criteria, and the static list of the
+        webinar's invitees"""
+        from trytond.transaction import Transaction
+        Segment = self.pool.get('crm.segment')
+        items = []
+        for key, name, description, criteria in SEGMENTS:
+            values = {'name': name, 'company': self.company_id,
+                'kind': 'dynamic', 'description': description}
+            for field, value in criteria.items():
+                if field == 'countries':
+                    value = [('add', [self.country[c] for c in value])]
+                elif field == 'teams':
+                    value = [('add', [self.team[t] for t in value])]
+                values[field] = value
+            items.append((f'segment:{key}', values))
+        key, name, description = INVITEES
+        invitees = []
+        for account in self.accounts:
+            if account['status'] != 'former':
+                invitees += [account['key']] + account['contacts']
+        items.append((f'segment:{key}', {
+                    'name': name, 'company': self.company_id,
+                    'kind': 'static', 'description': description,
+                    'members': [('create', [{'party': self.reg[k]}
+                                for k in invitees])],
+                    }))
+        with Transaction().set_user(self.user['mia']):
+            ids = self.reg.ensure('crm.segment', items, match='name')
+        self.segment = dict(zip([i[0].split(':', 1)[1] for i in items], ids))
+        # Their members as of today, as the cron keeps them
+        Segment.refresh(Segment.browse(ids))
+
+    def scoring(self):
+        """Points for the country, the source and the clicks and opens of
+        campaign emails; leads from the threshold go to Direct Sales"""
+        pool = self.pool
+        Source = pool.get('marketing.source')
+        Configuration = pool.get('crm.configuration')
+        items = []
+        for sequence, (name, criterion, value, points) in enumerate(
+                SCORING_RULES):
+            values = {'name': name, 'company': self.company_id,
+                'criterion': criterion, 'points': points,
+                'sequence': sequence * 10}
+            if criterion == 'country':
+                values['country'] = self.country[value]
+            elif criterion == 'source':
+                values['source'] = Source.from_name(value).id
+            items.append((f'scoring-rule:{slug(name)}', values))
+        self.reg.ensure('crm.lead.scoring.rule', items)
+        # Only what nobody has set yet: the demo does not undo changes
+        config_ = Configuration(1)
+        if not config_.mql_team:
+            Configuration.write([config_], {
+                    'mql_threshold': MQL_THRESHOLD,
+                    'mql_team': self.team[MQL_TEAM],
+                    })
+
+    def consents(self):
+        """Contacts who subscribed to the newsletter on the web site, two
+        of them confirmed by double opt-in"""
+        rnd = random.Random(f'{self.seed}:consents')
+        contacts = [k for a in self.accounts for k in a['contacts']]
+        items = []
+        for n, key in enumerate(rnd.sample(contacts, 6)):
+            day = self.today - dt.timedelta(days=rnd.randint(20, 400))
+            items.append((f'consent:{key}', {
+                        'party': self.reg[key], 'email': self.email_of(key),
+                        'status': 'opted_in',
+                        'method': 'double_opt_in' if n < 2 else 'form',
+                        'source': "Newsletter form on harbour-trading.de",
+                        'date': local_to_utc(day, rnd.randint(7, 21),
+                            rnd.randrange(60)),
+                        }))
+        self.reg.ensure('marketing.consent', items, match='email')
+
+    def campaigns(self):
+        """Each campaign planned by mia; those done or running started
+        (and finished) as she would, with their results"""
+        from trytond.transaction import Transaction
+        Campaign = self.pool.get('marketing.campaign')
+        rnd = random.Random(f'{self.seed}:marketing')
+        # The UTM campaigns of the leads (utm()) are found by name
+        ids = self.reg.ensure('marketing.campaign', [
+                (f"campaign:{spec['name']}", {'name': spec['name']})
+                for spec in CAMPAIGNS], match='name')
+        for spec, campaign in zip(CAMPAIGNS, Campaign.browse(ids)):
+            with Transaction().set_user(self.user['mia']):
+                if not campaign.owner:
+                    Campaign.write([campaign], self.campaign_plan(spec))
+                campaign = Campaign(campaign.id)
+                if spec['status'] == 'planned' or (
+                        campaign.status != 'planned'):
+                    continue
+                Campaign.run([campaign])
+            campaign = Campaign(campaign.id)
+            if campaign.type == 'email':
+                self.campaign_results(campaign, rnd)
+            if spec['status'] == 'done':
+                with Transaction().set_user(self.user['mia']):
+                    Campaign.finish([campaign])
+
+    def campaign_plan(self, spec):
+        pool = self.pool
+        Cost = pool.get('marketing.campaign.cost')
+        Medium = pool.get('marketing.medium')
+        today = self.today
+        costs = []
+        for description, amount, days, medium in spec.get('costs', []):
+            cost = {'description': description, 'amount': Decimal(amount),
+                'date': today + dt.timedelta(days=days)}
+            # what the money paid for (the ROI by medium), where known
+            if 'medium' in Cost._fields:
+                cost['medium'] = Medium.from_name(medium).id
+            costs.append(cost)
+        values = {
+            'type': spec['type'],
+            'owner': self.user['mia'],
+            'currency': self.currency['EUR'],
+            'start_date': today + dt.timedelta(days=spec['start']),
+            'end_date': (today + dt.timedelta(days=spec['end'])
+                if 'end' in spec else None),
+            'segment': self.segment.get(spec.get('segment')),
+            'budget': Decimal(spec['budget']) if 'budget' in spec else None,
+            'expected_revenue': (Decimal(spec['expected_revenue'])
+                if 'expected_revenue' in spec else None),
+            'goal_leads': spec.get('goal_leads'),
+            'goals': spec.get('goals'),
+            'costs': [('create', costs)],
+            }
+        emails = spec.get('emails') or (
+            [('a', *spec['email'])] if spec.get('email') else [])
+        if emails:
+            values['variants'] = [('create', [{
+                            'name': name, 'from_': NEWS_FROM,
+                            'subject': subject, 'body': body,
+                            } for name, subject, body in emails])]
+        if spec.get('ab_test'):
+            values.update(ab_test=True, ab_sample=spec['ab_sample'])
+        return values
+
+    def campaign_results(self, campaign, rnd):
+        """The emails of a started campaign leave on its start day; who
+        opened and clicked them in the days after (events of the scoring
+        rules), who answered with a lead, unsubscribed or bounced"""
+        pool = self.pool
+        Member = pool.get('marketing.campaign.member')
+        RecordActivity = pool.get('marketing.automation.record.activity')
+        members = Member.search([('campaign', '=', campaign.id)],
+            order=[('id', 'ASC')])
+        sent = local_to_utc(campaign.start_date, 9, 30)
+        # Dated first: the queue's own mark keeps that date
+        Member.mark(members, 'sent', when=sent)
+        outbox = self.send_quietly(campaign)
+        assert len(outbox) == len(members), (len(outbox), len(members))
+        activities = {ra.record.record.id: ra for ra in RecordActivity.search(
+                [('record.scenario', '=', campaign.scenario.id)])}
+        now = dt.datetime.now()
+        opened, clicked = [], []
+        for member in members:
+            if rnd.random() >= OPEN_RATE:
+                continue
+            when = sent + dt.timedelta(minutes=rnd.randint(5, 3 * 24 * 60))
+            if when > now:
+                continue
+            Member.mark([member], 'opened', when=when)
+            opened.append(activities[member.id])
+            if rnd.random() < CLICK_RATE:
+                Member.mark([member], 'clicked',
+                    when=when + dt.timedelta(minutes=rnd.randint(1, 20)))
+                clicked.append(activities[member.id])
+        # marketing_automation's own counts (its reporting)
+        RecordActivity.on_email_opened(opened)
+        RecordActivity.on_email_clicked(clicked)
+        members = Member.browse([m.id for m in members])
+        if campaign.name == 'spring-webinar':
+            self.webinar_results(campaign, members, sent, rnd)
+        else:
+            self.launch_results(campaign, members, rnd)
+
+    def send_quietly(self, campaign):
+        """What trytond-cron and the queue do for the campaign's scenario
+        (do of its due record activities): the emails are made, stored as
+        ir.email and their members marked sent; the messages trytond keeps
+        for the commit are then taken back, so that nothing connects to a
+        mail server. The messages taken back"""
+        from trytond.sendmail import SMTPDataManager
+        from trytond.transaction import Transaction
+        RecordActivity = self.pool.get('marketing.automation.record.activity')
+        transaction = Transaction()
+
+        def managers():
+            return [m for m in transaction._datamanagers
+                if isinstance(m, SMTPDataManager)]
+        before = {id(m): len(m.queue) for m in managers()}
+        RecordActivity.do(RecordActivity.search([
+                    ('state', '=', 'waiting'),
+                    ('record.scenario', '=', campaign.scenario.id),
+                    ], order=[('id', 'ASC')]))
+        outbox = []
+        for manager in managers():
+            start = before.get(id(manager), 0)
+            outbox += [msg for _, _, msg in manager.queue[start:]]
+            del manager.queue[start:]
+            if id(manager) not in before:
+                transaction._datamanagers.remove(manager)
+        return outbox
+
+    def webinar_results(self, campaign, members, sent, rnd):
+        """The invitees whose company has a lead of the webinar responded
+        (converted when won); one contact unsubscribed through the link of
+        the email, the address of another one bounced"""
+        pool = self.pool
+        Lead = pool.get('crm.lead')
+        Member = pool.get('marketing.campaign.member')
+        Record = pool.get('marketing.automation.record')
+        Consent = pool.get('marketing.consent')
+        by_party = {m.party.id: m for m in members}
+        leads = Lead.search([
+                ('marketing_campaign', '=', campaign.id),
+                ('party', 'in', list(by_party)),
+                ], order=[('id', 'ASC')])
+        for lead in leads:
+            member = by_party[lead.party.id]
+            when = sent + dt.timedelta(days=rnd.randint(1, 20),
+                hours=rnd.randint(0, 6))
+            Member.mark([member], 'clicked',
+                when=when - dt.timedelta(hours=1))
+            Member.mark([member], 'responded', when=when)
+            if lead.state == 'won':
+                closed = lead.date_closed
+                if not closed or closed <= when:
+                    closed = when + dt.timedelta(days=rnd.randint(14, 60))
+                Member.mark([member], 'converted', when=closed)
+        consented = {c.email for c in Consent.search([])}
+        contacts = {self.reg[k] for a in self.accounts for k in a['contacts']}
+        quiet = [m for m in Member.browse([m.id for m in members])
+            if m.party.id in contacts and m.status == 'sent'
+            and m.email not in consented]
+        unsubscribed, bounced = rnd.sample(quiet, 2)
+        # The unsubscribe link: marketing_automation blocks the record,
+        # crm_marketing opts the address out of all marketing
+        Record.block(Record.search([('record', '=', str(unsubscribed))]))
+        Consent.write(Consent.search([('email', '=', unsubscribed.email)]),
+            {'date': sent + dt.timedelta(days=2, hours=3)})
+        # The mail server's report suppresses the address, marks it
+        # undeliverable on the party and the member bounced
+        self.reg.ensure('marketing.suppression', [
+                (f'suppression:{bounced.email}', {
+                        'email': bounced.email, 'reason': 'bounce',
+                        'date': sent + dt.timedelta(minutes=4),
+                        'detail': BOUNCE_DETAIL.format(
+                            address=bounced.email),
+                        })], match='email')
+
+    def launch_results(self, campaign, members, rnd):
+        """Two customers who clicked ask for the new tablet: their leads
+        carry the campaign (the members respond)"""
+        from trytond.transaction import Transaction
+        pool = self.pool
+        Member = pool.get('marketing.campaign.member')
+        Medium = pool.get('marketing.medium')
+        Source = pool.get('marketing.source')
+        by_party = {self.reg[a['key']]: a for a in self.accounts}
+        companies = [m for m in members if m.party.id in by_party]
+        companies.sort(key=lambda m: (m.status != 'clicked', m.id))
+        for member in companies[:2]:
+            account = by_party[member.party.id]
+            owner = account['owner']
+            if member.status != 'clicked':
+                Member.mark([member], 'clicked')
+            with Transaction().set_user(self.user[owner]):
+                self.reg.ensure('crm.lead', [(
+                            f"lead:tablet-t12:{account['key']}", {
+                                'type': 'opportunity',
+                                'name': "Rugged Tablet T12 for the field "
+                                "team",
+                                'company': self.company_id,
+                                'party': member.party.id,
+                                'contact': self.reg[account['contacts'][0]],
+                                'owner': self.user[owner],
+                                'team': self.team[
+                                    'Key Accounts' if owner == 'carol'
+                                    else TEAM_OF[owner]],
+                                'stage': self.ref('crm_core', 'stage_new'),
+                                'priority': '2',
+                                'expected_revenue': Decimal(
+                                    rnd.choice([12000, 18000, 24000])),
+                                'expected_close': self.today
+                                + dt.timedelta(days=rnd.randint(20, 45)),
+                                'marketing_campaign': campaign.id,
+                                'marketing_medium':
+                                Medium.from_name('email').id,
+                                'marketing_source':
+                                Source.from_name('newsletter').id,
+                                })])
+
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')
         items = Item.search([('state', '!=', 'done')])
@@ -2062,12 +2542,54 @@ def summary(created, elapsed):
             ("  not answered", Call.search_count(
                     [('state', 'in', ['missed', 'abandoned'])])),
             ]
+    if 'crm.segment' in dict(pool.iterobject()):
+        Segment = pool.get('crm.segment')
+        Campaign = pool.get('marketing.campaign')
+        Member = pool.get('marketing.campaign.member')
+        Lead = pool.get('crm.lead')
+        rows += [
+            ("marketing users", pool.get('res.user').search_count([
+                        ('groups', '=', ModelData.get_id(
+                                'crm_marketing', 'group_marketing_user')),
+                        ('login', '!=', 'admin'),
+                        ])),
+            ("segments", Segment.search_count([])),
+            ("  static lists", Segment.search_count(
+                    [('kind', '=', 'static')])),
+            ]
+        rows += [(f"campaigns {status}", Campaign.search_count(
+                    [('status', '=', status)]))
+            for status in ['planned', 'running', 'done']]
+        rows += [
+            ("campaign members", Member.search_count([])),
+            ("  reached", Member.search_count([('sent', '!=', None)])),
+            ("  clicked", Member.search_count([('clicked', '!=', None)])),
+            ("  unsubscribed", Member.search_count(
+                    [('status', '=', 'unsubscribed')])),
+            ("  bounced", Member.search_count([('status', '=', 'bounced')])),
+            ("consents", pool.get('marketing.consent').search_count([])),
+            ("suppressed addresses",
+                pool.get('marketing.suppression').search_count([])),
+            ("scoring rules",
+                pool.get('crm.lead.scoring.rule').search_count([])),
+            ("scored leads", Lead.search_count(
+                    [('marketing_score', '>', 0)])),
+            ("qualified leads", Lead.search_count(
+                    [('marketing_qualified', '!=', None)])),
+            # (won revenue - cost) / cost of the best finished campaign
+            ("best ROI %", max([round(c.roi * 100) for c in Campaign.search(
+                            [('status', '=', 'done')]) if c.roi] or [0])),
+            ]
     print(f"Demo data in company {company.rec_name} "
         f"({sum(created.values())} records created, {elapsed:.1f} s):")
     for label, count in rows:
         print(f"  {label:<20} {count:>6}")
-    logins = "manager, alice, bob, carol or dora (support agent)" if helpdesk \
-        else "manager, alice, bob or carol"
+    logins = ["manager", "alice", "bob", "carol"]
+    if helpdesk:
+        logins.append("dora (support agent)")
+    if 'crm.segment' in dict(pool.iterobject()):
+        logins.append("mia (marketing)")
+    logins = ', '.join(logins[:-1]) + ' or ' + logins[-1]
     print(f"Log in as {logins} with password {PASSWORD}")
 
 

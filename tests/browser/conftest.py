@@ -28,6 +28,12 @@ Contract used by all tests/browser/test_*.py (keep these names):
     shows an error or asks for the password again (wrong password).
     ``sao_login`` is the same function as a fixture, for who prefers that.
 
+``mail_server`` (session)
+    A real SMTP server (aiosmtpd) on 127.0.0.1:MAIL_PORT, where the served
+    database sends its mail (``TRYTOND_EMAIL__URI``): ``.messages`` holds
+    the envelopes received.  Without it nothing listens there, so the
+    browser tests never mail anyone (trytond's default is localhost:25).
+
 ``rpc``, ``active_tab``, ``open_menu``, ``wait_idle``,
 ``assert_no_error_dialog`` -- plain functions that drive sao (below).
 
@@ -62,6 +68,16 @@ DEMO_PASSWORD = 'crm-demo-2026'
 ADMIN_PASSWORD = os.environ.get('CRM_ADMIN_PASSWORD', 'admin-demo-2026')
 # sao, trytond and chromium are slow on a busy 2-core machine.
 TIMEOUT_MS = 30_000
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+# Where the served database sends its mail: the mail_server fixture
+MAIL_PORT = int(os.environ.get('CRM_BROWSER_MAIL_PORT') or _free_port())
 
 
 try:
@@ -152,6 +168,7 @@ def crm_server():
             })
     for name in ['DB_NAME', 'DB_CACHE']:
         env.pop(name, None)
+    env['TRYTOND_EMAIL__URI'] = f'smtp://127.0.0.1:{MAIL_PORT}'
     bindir = Path(sys.executable).parent
     (tmp / f'{DB_NAME}.sqlite').touch()
     modules = suite_modules()
@@ -194,6 +211,25 @@ def browser():
             executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope='session')
+def mail_server():
+    "A real SMTP server on MAIL_PORT that keeps the envelopes it receives"
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return '250 OK'
+    inbox = Inbox()
+    controller = Controller(inbox, hostname='127.0.0.1', port=MAIL_PORT)
+    controller.start()
+    yield inbox
+    controller.stop()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
