@@ -9,6 +9,7 @@ not."""
 import datetime as dt
 import logging
 import threading
+import time
 from collections import defaultdict
 
 from sql import Conflict, Literal, Null, Select
@@ -47,8 +48,8 @@ TASK_BATCHES = 10
 # The applying task waits a little to take the events of many requests
 QUEUE_NAME = 'callcenter'
 APPLY_DELAY = dt.timedelta(milliseconds=200)
-# A task starting later than this takes the events of a request that
-# commits now
+# A task that takes the events committed until later than this takes the
+# events of a request that commits now
 APPLY_MARGIN = dt.timedelta(milliseconds=50)
 APPLY_LOCK = str2bigint('callcenter.event,apply')
 
@@ -57,9 +58,10 @@ def _now():
     return dt.datetime.now()
 
 
-# When the last task that this process queued starts, per database: a
-# request does not see the tasks committed after its snapshot (REPEATABLE
-# READ), nor those of the requests running meanwhile
+# Until when the last task that this process queued takes the committed
+# events, per database: a request does not see the tasks committed after
+# its snapshot (REPEATABLE READ), nor those of the requests running
+# meanwhile
 _scheduled = {}
 _queuing = threading.Lock()
 
@@ -80,6 +82,13 @@ class _Queued:
     def tpc_abort(self, transaction):
         if _scheduled.get(self.database) == self.at:
             del _scheduled[self.database]
+
+
+def _wait_until(at):
+    """Sleep until the moment, then take a new snapshot (REPEATABLE READ):
+    the events committed meanwhile (the task has written nothing yet)"""
+    time.sleep(max(0, (at - _now()).total_seconds()))
+    Transaction().commit()
 
 
 def _worker():
@@ -302,52 +311,58 @@ class Event(ModelSQL, ModelView):
                     & table.event_id.in_([e['event_id'] for e in unique])))
             ids = [i for i, in cursor]
         if ids:
-            # A task starting after this request's commit takes its events
-            # (a commit later than that is left to the next one or the
-            # drain cron)
-            cls.schedule_apply(cls.browse(ids[:1]),
-                after=_now() + APPLY_MARGIN)
+            # Unless a task takes the events committed later than this
+            # request's commit (a commit later than APPLY_MARGIN is left
+            # to the next task or the drain cron)
+            cls.schedule_apply(cls.browse(ids[:1]))
         return len(ids)
 
     @classmethod
-    def schedule_apply(cls, events, delay=None, after=None):
-        """Queue making calls of the pending events (delay: APPLY_DELAY by
-        default), unless a task not taken yet starts after the moment
-        `after` (any such task when None): it takes them"""
+    def schedule_apply(cls, events, delay=None):
+        """Queue making calls of the pending events: with a worker, the task
+        takes the events committed until delay (APPLY_DELAY by default)
+        from now, and none is queued when a task takes those committed
+        until later than APPLY_MARGIN from now"""
         transaction = Transaction()
         delay = APPLY_DELAY if delay is None else delay
+        at = None
         if _worker():
+            now = _now()
+            at, after = now + delay, now + APPLY_MARGIN
             database = transaction.database.name
             Queue = Pool().get('ir.queue')
             queue = Queue.__table__()
-            where = (queue.name == QUEUE_NAME) & (queue.dequeued_at == Null)
-            if after is not None:
-                where &= queue.scheduled_at > after
             # The requests of the process decide one at a time
             with _queuing:
-                if (after is not None
-                        and _scheduled.get(database, after) > after):
+                if _scheduled.get(database, after) > after:
                     return
                 cursor = transaction.connection.cursor()
-                cursor.execute(*queue.select(Literal(1), where=where,
+                cursor.execute(*queue.select(Literal(1),
+                        where=(queue.name == QUEUE_NAME)
+                        & (queue.scheduled_at == Null)
+                        & (queue.expected_at > after),
                         limit=1))
                 if cursor.fetchone():
                     return
-                transaction.join(_Queued(database, _now() + delay))
+                transaction.join(_Queued(database, at))
+        # Not scheduled_at: trytond-worker takes a scheduled task only when
+        # another task is queued (or after its timeout, a minute)
         with transaction.set_context(
-                queue_name=QUEUE_NAME, queue_scheduled_at=delay):
-            cls.__queue__.apply_pending(events[:1])
+                queue_name=QUEUE_NAME, queue_expected_at=delay):
+            cls.__queue__.apply_pending(events[:1], at=at)
 
     @classmethod
-    def apply_pending(cls, events=None, drain=False):
+    def apply_pending(cls, events=None, drain=False, at=None):
         """Queue task and cron (drain): the calls of the pending events
         become what their events say. One applier at a time: two would
         make the same calls and write the same agents."""
+        if at is not None:
+            _wait_until(at)
         # A worker's task comes again later; the cron, direct calls and
         # tasks run at the commit (no worker) wait their turn
         task = events is not None and _worker()
         if not cls._lock_applier(wait=not task):
-            # The events are committed: any task not taken yet takes them
+            # Its events are committed: a task that comes later takes them
             cls.schedule_apply(events)
             return
         batches = 0
@@ -359,7 +374,8 @@ class Event(ModelSQL, ModelView):
                 break
             if not drain and batches >= TASK_BATCHES:
                 # A backlog: commit what is done, the next task goes on
-                cls.schedule_apply(pending, delay=dt.timedelta(0))
+                cls.schedule_apply(cls.browse([pending[0][0]]),
+                    delay=dt.timedelta(0))
                 break
 
     @classmethod
@@ -381,28 +397,30 @@ class Event(ModelSQL, ModelView):
 
     @classmethod
     def claim_pending(cls, limit):
-        "The oldest pending events, locked: another worker takes the next"
+        """(id, company, call id) of the oldest pending events, locked:
+        another worker takes the next"""
         transaction = Transaction()
         table = cls.__table__()
         cursor = transaction.connection.cursor()
-        query = table.select(table.id, where=table.pending == Literal(True),
+        query = table.select(table.id, table.company, table.call_id,
+            where=table.pending == Literal(True),
             order_by=[table.id.asc], limit=limit)
         if transaction.database.has_select_for():
             For = transaction.database.get_select_for_skip_locked()
             query.for_ = For('UPDATE')
         cursor.execute(*query)
-        return cls.browse([i for i, in cursor])
+        return cursor.fetchall()
 
     @classmethod
     def apply(cls, events):
-        """Make the calls of the events what all their events say; a call
-        that fails stays pending (for the next task or the cron) and does
-        not hold back the others"""
+        """Make the calls of the events [(id, company, call id)] what all
+        their events say; a call that fails stays pending (for the next
+        task or the cron) and does not hold back the others"""
         table = cls.__table__()
         cursor = Transaction().connection.cursor()
         by_company = defaultdict(set)
-        for event in events:
-            by_company[event.company.id].add(event.call_id)
+        for _, company, call_id in events:
+            by_company[company].add(call_id)
         done = []
         for company, call_ids in by_company.items():
             with Transaction().set_context(company=company):
@@ -423,7 +441,8 @@ class Event(ModelSQL, ModelView):
                             raise
                         except Exception:
                             logger.exception("call %s left pending", call_id)
-        ids = [e.id for e in events if e.call_id in set(done)]
+        done = set(done)
+        ids = [i for i, _, call_id in events if call_id in done]
         for sub_ids in _slices(ids):
             cursor.execute(*table.update([table.pending], [False],
                     where=table.id.in_(sub_ids)))

@@ -43,10 +43,15 @@ def waiting():
 
 
 def take(task):
-    "What trytond-worker does with a task: dequeue, then run it"
-    task.dequeued_at = dt.datetime.now()
+    """What trytond-worker does with a task once its moment came: dequeue,
+    then run it (the test's transaction sees all, it need not wait)"""
+    now = dt.datetime.now()
+    task.expected_at = min(task.expected_at, now)
+    cti._scheduled.clear()
+    task.dequeued_at = now
     task.save()
-    task.run()
+    with mock.patch.object(cti, '_wait_until'):
+        task.run()
 
 
 def ingest(cc, *events):
@@ -75,15 +80,21 @@ class IngestTestCase(CrmDatabaseTestCase):
             for i in range(20):
                 ingest(cc, event('ringing', call_id=f'c{i}', at=i))
             task, = waiting()
-            self.assertGreater(task.scheduled_at, task.enqueued_at)
-            # Its time came, the worker took it: the next request queues
-            # another
+            # trytond-worker takes it at once; it waits for its moment
+            self.assertIsNone(task.scheduled_at)
+            self.assertGreater(task.expected_at, task.enqueued_at)
+            self.assertLess(abs(task.data['kwargs']['at']
+                    - task.expected_at), dt.timedelta(seconds=1))
+            # Its moment came: the next request queues another
             cti._scheduled.clear()
-            task.dequeued_at = dt.datetime.now()
+            task.expected_at = dt.datetime.now()
             task.save()
             ingest(cc, event('ringing', call_id='c20', at=20))
-            take(*waiting())
+            first, second = waiting()
+            take(first)
             self.assertEqual(pending(), 0)
+            self.assertEqual(Call.search_count([]), 21)
+            take(second)
             self.assertEqual(Call.search_count([]), 21)
         # Without a worker each request's task runs at its commit
         with set_company(cc.company):
@@ -119,7 +130,8 @@ class IngestTestCase(CrmDatabaseTestCase):
         Call = pool.get('callcenter.call')
         Activity = pool.get('crm.activity')
         cc = CallCenterSetup()
-        with set_company(cc.company), worker():
+        with set_company(cc.company), worker(), \
+                mock.patch.object(cti, 'APPLY_DELAY', dt.timedelta(hours=1)):
             ingest(cc, event('ringing', at=0, extension='1001'),
                 event('missed', at=30, reason='abandoned'))
             events = Event.search([], limit=1)
@@ -134,7 +146,7 @@ class IngestTestCase(CrmDatabaseTestCase):
                 self.assertEqual(Call.search_count([]), 0)
                 self.assertEqual(pending(), 2)
                 again, = waiting()
-                self.assertGreater(again.scheduled_at, again.enqueued_at)
+                self.assertGreater(again.expected_at, again.enqueued_at)
                 # One task waiting is enough
                 Event.apply_pending(events)
                 self.assertEqual(waiting(), [again])
@@ -167,7 +179,7 @@ class IngestTestCase(CrmDatabaseTestCase):
             take(*waiting())
             self.assertEqual(pending(), 3)
             task, = waiting()
-            self.assertLessEqual(task.scheduled_at, task.enqueued_at)
+            self.assertLessEqual(task.expected_at, task.enqueued_at)
             take(task)
             self.assertEqual(pending(), 0)
             self.assertEqual(Call.search_count([]), 7)
