@@ -469,3 +469,24 @@ def stop_servers(servers):
         process.log.close()
         logs.append(lines)
     return logs
+
+
+def start_worker_processes(name, processes, env=None):
+    """A trytond-worker with `processes` processes (its -n; trytond's own
+    default is one per CPU) running the queue's tasks of the database.
+    Return [(process, None)] for stop_servers."""
+    process_env = {**os.environ,
+        'TRYTOND_DATABASE__URI': BENCH_URI,
+        'TRYTOND_LOGGING_LEVEL': '40',
+        **(env or {})}
+    process_env.pop('TRYTOND_DATABASE_URI', None)
+    process_env.pop('TRYTOND_CONFIG', None)
+    log_file = tempfile.TemporaryFile()
+    worker = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), 'trytond-worker'),
+            '-d', name, '-n', str(processes)],
+        env=process_env, stdout=subprocess.DEVNULL, stderr=log_file,
+        start_new_session=True)
+    worker.log = log_file
+    log(f"trytond-worker pid {worker.pid} with {processes} processes")
+    return [(worker, None)]

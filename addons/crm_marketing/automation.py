@@ -9,13 +9,13 @@ from collections import defaultdict
 from contextvars import ContextVar
 from email.utils import getaddresses
 from functools import partial
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import (
+    parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit)
 
 from genshi.core import END, START, Attrs, QName, escape
 from genshi.template import MarkupTemplate
 from genshi.template import TemplateError as GenshiTemplateError
 from genshi.template import TextTemplate
-from urllib.parse import quote, urlencode, urljoin
 
 import trytond.config as config
 
@@ -64,6 +64,10 @@ class Activity(metaclass=PoolMeta):
 
 
     def execute_send_email(self, record_activity, **kwargs):
+        # No recipient (no address, or one that may not receive marketing):
+        # no email (marketing_automation would address it to "None")
+        if not self._email_recipient(record_activity.record.record):
+            return
         # _email adds the List-Unsubscribe header of this record
         token = _unsubscribe.set(unsubscribe_url(record_activity.record))
         try:
@@ -310,23 +314,41 @@ class RecordActivity(metaclass=PoolMeta):
     __name__ = 'marketing.automation.record.activity'
 
     @classmethod
+    def process(cls):
+        """marketing_automation's cron: the due record activities to the
+        queue, taken by id (a search makes a record of each, and trytond
+        checks every id of the list for each one: 6 s for 10,000)"""
+        transaction = Transaction()
+        context = transaction.context
+        now = datetime.datetime.now()
+        query = cls.search([
+                ('state', '=', 'waiting'),
+                ('at', '<=', now),
+                ('record.blocked', '!=', True),
+                ], query=True)
+        cursor = transaction.connection.cursor()
+        cursor.execute(*query)
+        activities = [i for i, in cursor]
+        with transaction.set_context(
+                queue_batch=context.get('queue_batch', True)):
+            cls.__queue__.do(activities)
+
+    @classmethod
     def do(cls, record_activities, **kwargs):
         """Send with the batch's blocked addresses read once, then mark the
         members whose email left"""
         pool = Pool()
         Member = pool.get('marketing.campaign.member')
         Consent = pool.get('marketing.consent')
-        members = [ra.record.record for ra in record_activities
-            if ra.activity.action == 'send_email'
-            and isinstance(ra.record.record, Member)]
-        blocked = Consent.blocked([m.email for m in members if m.email])
-        context = Transaction().context
-        if '_marketing_blocked' in context:
-            blocked |= context['_marketing_blocked']
         # The campaigns' emails are made together, the rest one by one
         emails = [ra for ra in record_activities
             if ra.activity.action == 'send_email'
             and isinstance(ra.record.record, Member)]
+        members = [ra.record.record for ra in emails]
+        blocked = Consent.blocked([m.email for m in members if m.email])
+        context = Transaction().context
+        if '_marketing_blocked' in context:
+            blocked |= context['_marketing_blocked']
         chosen = set(emails)
         others = [ra for ra in record_activities if ra not in chosen]
         with Transaction().set_context(_marketing_blocked=blocked):
@@ -352,10 +374,8 @@ class RecordActivity(metaclass=PoolMeta):
         smtpd_datamanager = Transaction().join(SMTPDataManager())
         Pool().get('marketing.automation.activity').execute_emails(
             record_activities, smtpd_datamanager=smtpd_datamanager, **kwargs)
-        for record_activity in record_activities:
-            record_activity.at = now
-            record_activity.state = 'done'
-        cls.save(record_activities)
+        # One UPDATE for all (save writes each record apart)
+        cls.write(list(record_activities), {'at': now, 'state': 'done'})
 
     @classmethod
     def on_email_opened(cls, record_activities):
