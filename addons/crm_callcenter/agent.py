@@ -165,6 +165,16 @@ class Agent(DeactivableMixin, ModelSQL, ModelView):
         pool = Pool()
         Log = pool.get('callcenter.agent.status')
         now = now or _now()
+        if call is not None:
+            # Already in the status (the router made them ring): the call
+            # is theirs all the same, the console shows its caller
+            current = call.id if call else None
+            moved = [a for a in agents
+                if a.status == status and a.pause_reason == reason
+                and (a.current_call.id if a.current_call else None)
+                != current]
+            if moved:
+                cls.write(moved, {'current_call': current})
         agents = [a for a in agents
             if a.status != status or a.pause_reason != reason]
         if not agents:
