@@ -1598,12 +1598,18 @@ class DemoData:
 
     def helpdesk_users(self):
         "The agent dora; bob and carol also answer tickets"
+        agent = self.ref('crm_helpdesk', 'group_helpdesk_user')
+        manager = self.ref('crm_helpdesk', 'group_helpdesk_manager')
+        self.area_user(AGENT, agent, {'bob': agent, 'carol': agent,
+                'manager': manager})
+
+    def area_user(self, person, group, others):
+        """The user of person (login, name) in CRM User and group; others
+        ({login: group}) get their group too"""
         pool = self.pool
         User = pool.get('res.user')
         lang = pool.get('ir.lang').search([('code', '=', 'en')])[0].id
-        agent = self.ref('crm_helpdesk', 'group_helpdesk_user')
-        manager = self.ref('crm_helpdesk', 'group_helpdesk_manager')
-        login, name = AGENT
+        login, name = person
         self.user[login], = self.reg.ensure('res.user', [(f'user:{login}', {
                         'login': login, 'name': name, 'password': PASSWORD,
                         'email': f'{login}@harbour-trading.de',
@@ -1612,10 +1618,9 @@ class DemoData:
                         'language': lang,
                         'groups': [('add', [
                                     self.ref('crm_core', 'group_crm_user'),
-                                    agent])],
+                                    group])],
                         })], match='login')
-        for login, group in [('dora', agent), ('bob', agent),
-                ('carol', agent), ('manager', manager)]:
+        for login, group in others.items():
             user = User(self.user[login])
             if group not in [g.id for g in user.groups]:
                 User.write([user], {'groups': [('add', [group])]})
@@ -2103,26 +2108,9 @@ class DemoData:
 
     def marketing_users(self):
         "mia in Marketing User; the manager also manages marketing"
-        pool = self.pool
-        User = pool.get('res.user')
-        lang = pool.get('ir.lang').search([('code', '=', 'en')])[0].id
-        marketing = self.ref('crm_marketing', 'group_marketing_user')
-        manager = self.ref('crm_marketing', 'group_marketing_manager')
-        login, name = MARKETER
-        self.user[login], = self.reg.ensure('res.user', [(f'user:{login}', {
-                        'login': login, 'name': name, 'password': PASSWORD,
-                        'email': f'{login}@harbour-trading.de',
-                        'company': self.company_id,
-                        'companies': [('add', [self.company_id])],
-                        'language': lang,
-                        'groups': [('add', [
-                                    self.ref('crm_core', 'group_crm_user'),
-                                    marketing])],
-                        })], match='login')
-        for login, group in [('mia', marketing), ('manager', manager)]:
-            user = User(self.user[login])
-            if group not in [g.id for g in user.groups]:
-                User.write([user], {'groups': [('add', [group])]})
+        self.area_user(MARKETER,
+            self.ref('crm_marketing', 'group_marketing_user'),
+            {'manager': self.ref('crm_marketing', 'group_marketing_manager')})
 
     def segments(self):
         """Dynamic segments on their criteria, and the static list of the

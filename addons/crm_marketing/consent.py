@@ -31,17 +31,33 @@ def clean(address):
     return normalize_email(address or '').strip().lower() or None
 
 
-class Consent(ModelSQL, ModelView):
+class AddressMixin:
+    "A record about an email address, kept in its cleaned form, dated"
+    __slots__ = ()
+    email = fields.Char("Email", required=True)
+    date = fields.DateTime("Date", required=True)
+
+    @classmethod
+    def default_date(cls):
+        return dt.datetime.now()
+
+    @classmethod
+    def preprocess_values(cls, mode, values):
+        values = super().preprocess_values(mode, values)
+        if values.get('email'):
+            values['email'] = clean(values['email'])
+        return values
+
+
+class Consent(AddressMixin, ModelSQL, ModelView):
     __name__ = 'marketing.consent'
     __string__ = "Marketing Consent"
 
     party = fields.Many2One('party.party', "Party", ondelete='CASCADE')
-    email = fields.Char("Email", required=True)
     status = fields.Selection([
             ('opted_in', "Opted In"),
             ('opted_out', "Opted Out"),
             ], "Status", required=True, sort=False)
-    date = fields.DateTime("Date", required=True)
     method = fields.Selection([
             ('form', "Web Form"),
             ('double_opt_in', "Double Opt-In"),
@@ -66,19 +82,8 @@ class Consent(ModelSQL, ModelView):
         cls._order.insert(0, ('date', 'DESC'))
 
     @classmethod
-    def default_date(cls):
-        return dt.datetime.now()
-
-    @classmethod
     def default_method(cls):
         return 'manual'
-
-    @classmethod
-    def preprocess_values(cls, mode, values):
-        values = super().preprocess_values(mode, values)
-        if values.get('email'):
-            values['email'] = clean(values['email'])
-        return values
 
     @classmethod
     def record(cls, emails, status, method, source=None, parties=None):
@@ -152,17 +157,15 @@ class Consent(ModelSQL, ModelView):
         return blocked
 
 
-class Suppression(ModelSQL, ModelView):
+class Suppression(AddressMixin, ModelSQL, ModelView):
     __name__ = 'marketing.suppression'
     __string__ = "Suppressed Address"
 
-    email = fields.Char("Email", required=True)
     reason = fields.Selection([
             ('bounce', "Bounce"),
             ('complaint', "Complaint"),
             ('manual', "By Hand"),
             ], "Reason", required=True, sort=False)
-    date = fields.DateTime("Date", required=True)
     detail = fields.Text("Detail")
 
     @classmethod
@@ -176,19 +179,8 @@ class Suppression(ModelSQL, ModelView):
         cls._order.insert(0, ('date', 'DESC'))
 
     @classmethod
-    def default_date(cls):
-        return dt.datetime.now()
-
-    @classmethod
     def default_reason(cls):
         return 'manual'
-
-    @classmethod
-    def preprocess_values(cls, mode, values):
-        values = super().preprocess_values(mode, values)
-        if values.get('email'):
-            values['email'] = clean(values['email'])
-        return values
 
     @classmethod
     def on_modification(cls, mode, suppressions, field_names=None):

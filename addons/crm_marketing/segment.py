@@ -352,102 +352,65 @@ class SegmentMember(ModelSQL, ModelView):
         return callbacks
 
 
-class SegmentCountry(ModelSQL):
-    __name__ = 'crm.segment-country.country'
-    __string__ = "Segment Country"
+class SegmentLinkMixin:
+    "A criterion of a segment: a link row read and written with it"
+    __slots__ = ()
     segment = fields.Many2One(
         'crm.segment', "Segment", required=True, ondelete='CASCADE')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('segment')
+
+
+class SegmentCountry(SegmentLinkMixin, ModelSQL):
+    __name__ = 'crm.segment-country.country'
+    __string__ = "Segment Country"
     country = fields.Many2One(
         'country.country', "Country", required=True, ondelete='CASCADE')
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
-
-class SegmentCategory(ModelSQL):
+class SegmentCategory(SegmentLinkMixin, ModelSQL):
     __name__ = 'crm.segment-party.category'
     __string__ = "Segment Category"
-    segment = fields.Many2One(
-        'crm.segment', "Segment", required=True, ondelete='CASCADE')
     category = fields.Many2One(
         'party.category', "Category", required=True, ondelete='CASCADE')
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
-
-class SegmentOwner(ModelSQL):
+class SegmentOwner(SegmentLinkMixin, ModelSQL):
     __name__ = 'crm.segment-res.user'
     __string__ = "Segment Owner"
-    segment = fields.Many2One(
-        'crm.segment', "Segment", required=True, ondelete='CASCADE')
     user = fields.Many2One(
         'res.user', "User", required=True, ondelete='CASCADE')
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
-
-class SegmentTeam(ModelSQL):
+class SegmentTeam(SegmentLinkMixin, ModelSQL):
     __name__ = 'crm.segment-crm.team'
     __string__ = "Segment Team"
-    segment = fields.Many2One(
-        'crm.segment', "Segment", required=True, ondelete='CASCADE')
     team = fields.Many2One(
         'crm.team', "Team", required=True, ondelete='CASCADE')
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
-
-class SegmentCampaign(ModelSQL):
+class SegmentCampaign(SegmentLinkMixin, ModelSQL):
     __name__ = 'crm.segment-marketing.campaign'
     __string__ = "Segment Campaign"
-    segment = fields.Many2One(
-        'crm.segment', "Segment", required=True, ondelete='CASCADE')
     campaign = fields.Many2One(
         'marketing.campaign', "Campaign", required=True, ondelete='CASCADE')
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
-
-class SegmentInclude(ModelSQL):
+class SegmentInclude(SegmentLinkMixin, ModelSQL):
     __name__ = 'crm.segment.include'
     __string__ = "Segment Include"
-    segment = fields.Many2One(
-        'crm.segment', "Segment", required=True, ondelete='CASCADE')
     included = fields.Many2One(
         'crm.segment', "Included", required=True, ondelete='CASCADE')
 
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
-
-class SegmentExclude(ModelSQL):
+class SegmentExclude(SegmentLinkMixin, ModelSQL):
     __name__ = 'crm.segment.exclude'
     __string__ = "Segment Exclude"
-    segment = fields.Many2One(
-        'crm.segment', "Segment", required=True, ondelete='CASCADE')
     excluded = fields.Many2One(
         'crm.segment', "Excluded", required=True, ondelete='RESTRICT')
-
-    @classmethod
-    def __setup__(cls):
-        super().__setup__()
-        cls.__access__.add('segment')
 
 
 class FillStart(ModelView):
