@@ -15,7 +15,7 @@ from trytond.pool import Pool
 from trytond.pyson import Bool, Eval, If
 from trytond.report import Report
 from trytond.tools import grouped_slice
-from trytond.transaction import Transaction
+from trytond.transaction import Transaction, without_check_access
 from trytond.wizard import Button, StateTransition, StateView, Wizard
 
 from .contact import clean_email, e164
@@ -109,6 +109,8 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
     description = fields.Text("Description")
     date_conversion = fields.DateTime("Converted On", readonly=True)
     date_closed = fields.DateTime("Closed On", readonly=True)
+    quotation_date = fields.DateTime("Quoted On", readonly=True,
+        help="When its quotation was first printed.")
     lost_reason = fields.Many2One(
         'crm.lost_reason', "Lost Reason", ondelete='RESTRICT',
         states={'invisible': Eval('state') != 'lost'},
@@ -484,6 +486,7 @@ class Lead(Workflow, MarketingCampaignMixin, ModelSQL, ModelView):
         default.setdefault('activities')
         default.setdefault('date_conversion')
         default.setdefault('date_closed')
+        default.setdefault('quotation_date')
         default.setdefault('lost_reason')
         default.setdefault('stage')
         default.setdefault('state', 'open')
@@ -855,6 +858,36 @@ class Lost(Wizard):
 
 class Quotation(Report):
     __name__ = 'crm.lead.quotation'
+
+    @classmethod
+    def execute(cls, ids, data):
+        result = super().execute(ids, data)
+        cls.date_quotations(ids)
+        return result
+
+    @classmethod
+    def date_quotations(cls, ids):
+        """The first print of their quotation dates the leads (the open
+        quotes by age), in a transaction of its own when the report's is
+        read-only (as over RPC)"""
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        transaction = Transaction()
+
+        def write():
+            with without_check_access():
+                leads = Lead.search([
+                        ('id', 'in', list(map(int, ids))),
+                        ('quotation_date', '=', None),
+                        ])
+                if leads:
+                    Lead.write(leads, {'quotation_date': dt.datetime.now()})
+        if not transaction.readonly:
+            write()
+            return
+        with transaction.new_transaction() as new:
+            write()
+            new.commit()
 
     @classmethod
     def get_context(cls, records, header, data):

@@ -11,7 +11,7 @@ from sql.operators import Like, Mod, Or
 
 from trytond import backend
 from trytond.i18n import gettext
-from trytond.model import Index, fields
+from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.model.exceptions import AccessError
 from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
@@ -207,8 +207,26 @@ class Party(metaclass=PoolMeta):
                         'crm_core.msg_party_lifecycle_status_manager'))
 
     @classmethod
+    def on_write(cls, parties, values):
+        callbacks = super().on_write(parties, values)
+        status = values.get('lifecycle_status')
+        changed = {p.id: p.lifecycle_status for p in parties
+            if status and p.lifecycle_status != status}
+        if changed:
+            Lifecycle = Pool().get('crm.party.lifecycle')
+            callbacks.append(lambda: Lifecycle.record(changed, status))
+        return callbacks
+
+    @classmethod
     def on_modification(cls, mode, parties, field_names=None):
         super().on_modification(mode, parties, field_names=field_names)
+        if mode == 'create':
+            Lifecycle = Pool().get('crm.party.lifecycle')
+            by_status = defaultdict(dict)
+            for party in parties:
+                by_status[party.lifecycle_status][party.id] = None
+            for status, previous in by_status.items():
+                Lifecycle.record(previous, status)
         if mode in {'create', 'write'} and (field_names is None
                 or field_names & {
                     'name', 'owner', 'active', 'addresses',
@@ -774,6 +792,51 @@ def _mechanism_key(mechanism):
         (mechanism.value_compact or mechanism.value or '').strip().lower())
 
 
+class PartyLifecycle(ModelSQL, ModelView):
+    "A change of a party's lifecycle status: customers won and lost in time"
+    __name__ = 'crm.party.lifecycle'
+    __string__ = "Party Lifecycle Change"
+
+    party = fields.Many2One(
+        'party.party', "Party", required=True, ondelete='CASCADE')
+    date = fields.DateTime("Date", required=True)
+    user = fields.Many2One('res.user', "User", ondelete='SET NULL')
+    from_status = fields.Selection('get_statuses', "From Status")
+    to_status = fields.Selection('get_statuses', "To Status", required=True)
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls.__access__.add('party')
+        t = cls.__table__()
+        cls._sql_indexes.update({
+                Index(t, (t.party, Index.Range()), (t.date, Index.Range())),
+                Index(t, (t.to_status, Index.Equality()),
+                    (t.date, Index.Range())),
+                })
+        cls._order = [('date', 'DESC'), ('id', 'DESC')]
+
+    @classmethod
+    def get_statuses(cls):
+        pool = Pool()
+        Party = pool.get('party.party')
+        return [(None, '')] + Party.fields_get(
+            ['lifecycle_status'])['lifecycle_status']['selection']
+
+    @classmethod
+    def record(cls, previous, status):
+        """Keep the change to status of the parties of previous ({party id:
+        the status before, None for a new party})"""
+        now = dt.datetime.now()
+        user = Transaction().user or None
+        # A log the system keeps: whoever changes the status adds its row
+        with without_check_access():
+            cls.create([{
+                        'party': party, 'date': now, 'user': user,
+                        'from_status': before, 'to_status': status,
+                        } for party, before in previous.items()])
+
+
 class Replace(metaclass=PoolMeta):
     __name__ = 'party.replace'
 
@@ -823,6 +886,7 @@ class Replace(metaclass=PoolMeta):
             ('crm.lead', 'competitor'),
             ('crm.activity', 'party'),
             ('crm.activity', 'origin'),
+            ('crm.party.lifecycle', 'party'),
             ]
 
 

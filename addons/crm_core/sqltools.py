@@ -1,5 +1,6 @@
 """Helpers for the work done in plain SQL (bulk inserts and updates)."""
 from sql import Cast, Literal
+from sql.operators import Concat
 from sql.functions import DateTrunc, Function
 
 from trytond import backend
@@ -37,6 +38,29 @@ class _SQLiteDate(Function):
 def month_start(column):
     """The first day (a date) of the month of a timestamp column, on both
     backends: SQLite has no DATE cast"""
-    if backend.name == 'sqlite':
+    return period_start(column, 'month')
+
+
+class _SQLiteStrftime(Function):
+    __slots__ = ()
+    _function = 'STRFTIME'
+
+
+PERIODS = {'month', 'quarter', 'year'}
+
+
+def period_start(column, period):
+    """The first day (a date) of the month, quarter or year of a date or
+    timestamp column, on both backends"""
+    assert period in PERIODS, period
+    if backend.name != 'sqlite':
+        return DateTrunc(period, column).cast('DATE')
+    if period == 'year':
+        return _SQLiteDate(column, 'start of year')
+    if period == 'month':
         return _SQLiteDate(column, 'start of month')
-    return DateTrunc('month', column).cast('DATE')
+    # The month's start less (month - 1) % 3 months
+    month = Cast(_SQLiteStrftime('%m', column), 'INTEGER')
+    back = Concat(Literal('-'), Concat(
+            Cast((month - 1) % 3, 'TEXT'), Literal(' months')))
+    return _SQLiteDate(column, 'start of month', back)

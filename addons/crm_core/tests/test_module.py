@@ -429,6 +429,37 @@ class CrmCoreTestCase(
         self.assertEqual(Party(recent.id).lifecycle_status, 'customer')
 
     @with_transaction()
+    def test_lifecycle_history(self):
+        "Each change of a party's lifecycle status is kept, read-only"
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        Party = pool.get('party.party')
+        Lifecycle = pool.get('crm.party.lifecycle')
+        crm = CrmSetup()
+        party = self._party("Initech")
+        with crm.company_context():
+            deal = self._lead(crm, party=party.id, owner=crm.alice.id)
+            Lead.won([deal])
+        with crm.as_user(crm.manager):
+            Party.write([Party(party.id)], {'lifecycle_status': 'former'})
+        changes = Lifecycle.search(
+            [('party', '=', party.id)], order=[('id', 'ASC')])
+        self.assertEqual(
+            [(c.from_status, c.to_status) for c in changes],
+            [(None, 'prospect'), ('prospect', 'customer'),
+                ('customer', 'former')])
+        self.assertEqual(changes[-1].user.id, crm.manager.id)
+        with crm.as_user(crm.alice):
+            self.assertEqual(len(Lifecycle.search(
+                        [('party', '=', party.id)])), 3)
+            with self.assertRaises(AccessError):
+                Lifecycle.write(Lifecycle.search(
+                        [('party', '=', party.id)]), {'to_status': 'customer'})
+            with self.assertRaises(AccessError):
+                Lifecycle.delete(Lifecycle.search(
+                        [('party', '=', party.id)]))
+
+    @with_transaction()
     def test_lifecycle_status_only_by_manager(self):
         "A salesperson cannot set a party's lifecycle status by hand"
         pool = Pool()
@@ -602,6 +633,7 @@ class CrmCoreTestCase(
     def test_quotation_report(self):
         "An opportunity with lines prints as a quotation"
         pool = Pool()
+        Lead = pool.get('crm.lead')
         Line = pool.get('crm.lead.line')
         Quotation = pool.get('crm.lead.quotation', type='report')
         crm = CrmSetup()
@@ -616,6 +648,13 @@ class CrmCoreTestCase(
         self.assertEqual(oext, 'odt')
         self.assertIn("Quotation", name)
         self.assertTrue(content)
+        # The first print dates the quotation; printing again keeps it
+        quoted = Lead(lead.id).quotation_date
+        self.assertTrue(quoted)
+        with crm.company_context():
+            Quotation.execute([lead.id], {})
+        self.assertEqual(Lead(lead.id).quotation_date, quoted)
+        self.assertIsNone(Lead.copy([Lead(lead.id)])[0].quotation_date)
 
     @with_transaction()
     def test_board_url_action(self):

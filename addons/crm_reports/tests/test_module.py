@@ -1,0 +1,20 @@
+from trytond.modules.company.tests import CompanyTestMixin
+from trytond.modules.party.tests import PartyCheckReplaceMixin
+from trytond.tests.test_tryton import ModuleTestCase, with_transaction
+
+from crm_core.tests.tools import sao_unknown_list_columns
+
+
+class CrmReportsTestCase(
+        PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
+    "Test CRM Reports module"
+    module = 'crm_reports'
+    extras = ['crm_helpdesk', 'crm_callcenter', 'crm_marketing', 'crm_bpm']
+
+    @with_transaction()
+    def test_lists_open_in_sao(self):
+        "Every list view has only columns that sao can show"
+        self.assertEqual(sao_unknown_list_columns(self.module), [])
+
+
+del ModuleTestCase
