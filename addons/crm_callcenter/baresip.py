@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -35,7 +36,8 @@ from collections import deque
 
 __all__ = ['BaresipError', 'BaresipTimeout', 'BaresipControl',
     'BaresipPhone', 'netstring', 'NetstringDecoder', 'baresip_module_dir',
-    'free_port', 'BARESIP_CONFIG']
+    'free_port', 'BARESIP_CONFIG', 'SAMPLE_RATE', 'read_pcm', 'write_wav',
+    'to_phone_wav', 'speak', 'wav_duration']
 
 # Modules the config of BaresipPhone loads (module_path)
 MODULES = ('ctrl_tcp.so', 'menu.so', 'account.so', 'aufile.so',
@@ -258,6 +260,112 @@ class BaresipControl:
         with self._cond:
             self._queue.append({'type': '_WAKE'})
             self._cond.notify_all()
+
+
+# --- audio files ------------------------------------------------------------
+# What baresip's aufile plays and records: 8 kHz mono signed 16-bit WAV
+
+SAMPLE_RATE = 8000
+
+
+def run_tool(cmd, timeout=30):
+    "Run an audio tool (sox, espeak-ng); BaresipError says why it failed"
+    try:
+        result = subprocess.run(cmd, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=timeout)
+    except FileNotFoundError as exception:
+        raise BaresipError('%s is not installed' % cmd[0]) from exception
+    except subprocess.TimeoutExpired as exception:
+        raise BaresipError('%s took longer than %ss' % (cmd[0], timeout)
+            ) from exception
+    if result.returncode != 0:
+        raise BaresipError('%s failed (%s): %s' % (' '.join(cmd),
+            result.returncode, result.stdout.decode(errors='replace')))
+
+
+def wav_header(data_size, rate=SAMPLE_RATE, channels=1, bits=16):
+    block = channels * bits // 8
+    return (b'RIFF' + struct.pack('<I', 36 + data_size) + b'WAVE'
+        + b'fmt ' + struct.pack('<IHHIIHH', 16, 1, channels, rate,
+            rate * block, block, bits)
+        + b'data' + struct.pack('<I', data_size))
+
+
+def read_pcm(path):
+    """(samples as bytes, rate, channels) of a 16-bit PCM WAV; tolerant
+    of a data size left at 0 or too big by a writer not closed cleanly"""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if len(data) < 12 or data[:4] != b'RIFF' or data[8:12] != b'WAVE':
+        raise BaresipError('%s is no WAV file' % path)
+    pos, fmt = 12, None
+    while pos + 8 <= len(data):
+        cid = data[pos:pos + 4]
+        size, = struct.unpack('<I', data[pos + 4:pos + 8])
+        body = pos + 8
+        if cid == b'fmt ':
+            fmt = struct.unpack('<HHIIHH', data[body:body + 16])
+        elif cid == b'data':
+            end = body + size
+            if size == 0 or end > len(data):
+                end = len(data)
+            if fmt is None or fmt[0] not in (1, 0xFFFE) or fmt[5] != 16:
+                break
+            return data[body:end], fmt[2], fmt[1]
+        pos = body + size + (size & 1)
+    raise BaresipError('%s: no 16-bit PCM data' % path)
+
+
+def wav_duration(path):
+    pcm, rate, channels = read_pcm(path)
+    return len(pcm) / float(2 * rate * channels)
+
+
+def write_wav(path, pcms, pad_seconds=0):
+    """A phone WAV of the samples (bytes at SAMPLE_RATE, mono) one after
+    the other, then pad_seconds of silence; written whole or not at all"""
+    silence = int(pad_seconds * SAMPLE_RATE) * 2
+    tmp = path + '.part'
+    with open(tmp, 'wb') as f:
+        f.write(wav_header(sum(len(p) for p in pcms) + silence))
+        for pcm in pcms:
+            f.write(pcm)
+        chunk = b'\0' * (SAMPLE_RATE * 2)
+        while silence > 0:
+            f.write(chunk[:silence])
+            silence -= len(chunk)
+    os.replace(tmp, path)
+    return path
+
+
+def to_phone_wav(src, dst, pad_seconds=0):
+    """Convert any audio sox reads to a phone WAV, followed by pad_seconds
+    of silence"""
+    tmp = dst + '.part.wav'
+    cmd = ['sox', src, '-r', str(SAMPLE_RATE), '-c', '1', '-b', '16',
+        '-e', 'signed-integer', tmp]
+    if pad_seconds:
+        cmd += ['pad', '0', str(pad_seconds)]
+    run_tool(cmd)
+    os.replace(tmp, dst)
+    return dst
+
+
+def speak(text, dst, voice=None, speed=None):
+    "text spoken by espeak-ng into the phone WAV dst"
+    raw = dst + '.espeak.wav'
+    cmd = ['espeak-ng', '-w', raw]
+    if voice:
+        cmd += ['-v', voice]
+    if speed:
+        cmd += ['-s', str(speed)]
+    try:
+        run_tool(cmd + ['--', text])
+        return to_phone_wav(raw, dst)
+    finally:
+        if os.path.exists(raw):
+            os.unlink(raw)
 
 
 # --- the process --------------------------------------------------------------

@@ -31,8 +31,6 @@ import os
 import re
 import shutil
 import signal
-import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,16 +39,19 @@ import urllib.parse
 import urllib.request
 
 try:
-    from .baresip import BaresipError, BaresipPhone
+    from .baresip import (
+        SAMPLE_RATE, BaresipError, BaresipPhone, read_pcm, speak,
+        to_phone_wav, wav_duration, write_wav)
 except ImportError:     # run as a script: python3 ivr_runner.py
-    from baresip import BaresipError, BaresipPhone
+    from baresip import (
+        SAMPLE_RATE, BaresipError, BaresipPhone, read_pcm, speak,
+        to_phone_wav, wav_duration, write_wav)
 
 __all__ = ['BaresipPhone', 'BaresipError', 'CrmClient', 'CrmError',
     'AudioCache', 'Runner', 'main']
 
 logger = logging.getLogger('crm_callcenter.ivr_runner')
 
-SAMPLE_RATE = 8000          # what baresip's aufile reads: 8 kHz mono S16
 # Seconds of silence after each prompt: baresip 1.0.0's aufile closes the
 # call when its file ends, so no wait after a prompt may last longer.
 DEFAULT_PAD = 120
@@ -63,70 +64,6 @@ class CrmError(Exception):
 
 
 # --- audio ------------------------------------------------------------------
-
-def _run(cmd, timeout=30):
-    try:
-        result = subprocess.run(cmd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            timeout=timeout)
-    except FileNotFoundError as exception:
-        raise BaresipError('%s is not installed' % cmd[0]) from exception
-    except subprocess.TimeoutExpired as exception:
-        raise BaresipError('%s took longer than %ss' % (cmd[0], timeout)
-            ) from exception
-    if result.returncode != 0:
-        raise BaresipError('%s failed (%s): %s' % (' '.join(cmd),
-            result.returncode, result.stdout.decode(errors='replace')))
-
-
-def wav_header(data_size, rate=SAMPLE_RATE, channels=1, bits=16):
-    block = channels * bits // 8
-    return (b'RIFF' + struct.pack('<I', 36 + data_size) + b'WAVE'
-        + b'fmt ' + struct.pack('<IHHIIHH', 16, 1, channels, rate,
-            rate * block, block, bits)
-        + b'data' + struct.pack('<I', data_size))
-
-
-def read_pcm(path):
-    "The raw samples (bytes) of a 16-bit PCM WAV and its rate and channels"
-    with open(path, 'rb') as f:
-        data = f.read()
-    if len(data) < 12 or data[:4] != b'RIFF' or data[8:12] != b'WAVE':
-        raise BaresipError('%s is no WAV file' % path)
-    pos, fmt = 12, None
-    while pos + 8 <= len(data):
-        cid = data[pos:pos + 4]
-        size, = struct.unpack('<I', data[pos + 4:pos + 8])
-        body = pos + 8
-        if cid == b'fmt ':
-            fmt = struct.unpack('<HHIIHH', data[body:body + 16])
-        elif cid == b'data':
-            end = body + size
-            if size == 0 or end > len(data):
-                end = len(data)
-            if fmt is None:
-                break
-            _, channels, rate, _, _, bits = fmt
-            if bits != 16:
-                break
-            return data[body:end], rate, channels
-        pos = body + size + (size & 1)
-    raise BaresipError('%s: no 16-bit PCM data' % path)
-
-
-def to_phone_wav(src, dst):
-    "Convert any audio sox reads to 8 kHz mono signed 16-bit WAV"
-    tmp = dst + '.part.wav'
-    _run(['sox', src, '-r', str(SAMPLE_RATE), '-c', '1', '-b', '16',
-            '-e', 'signed-integer', tmp])
-    os.replace(tmp, dst)
-    return dst
-
-
-def duration(path):
-    pcm, rate, channels = read_pcm(path)
-    return len(pcm) / float(2 * rate * channels)
-
 
 def _digest(*parts):
     h = hashlib.sha256()
@@ -170,21 +107,11 @@ class AudioCache:
             path = self._path('tts', _digest(voice, self.speed, text))
             if os.path.exists(path):
                 return path
-            raw = path + '.espeak.wav'
-            cmd = ['espeak-ng', '-v', voice, '-w', raw]
-            if self.speed:
-                cmd += ['-s', str(self.speed)]
             try:
-                _run(cmd + ['--', text])
-                to_phone_wav(raw, path)
+                return speak(text, path, voice=voice, speed=self.speed)
             except BaresipError as exception:
                 logger.warning('speech with voice %s failed: %s', voice,
                     exception)
-                continue
-            finally:
-                if os.path.exists(raw):
-                    os.unlink(raw)
-            return path
         raise BaresipError('espeak-ng could not speak %r' % text)
 
     def recording(self, url):
@@ -223,29 +150,17 @@ class AudioCache:
         if not os.path.exists(path):
             self._write(path, parts, self.pad)
             self._trim()
-        sound = sum(duration(p) for p in parts)
+        sound = sum(wav_duration(p) for p in parts)
         return path, sound
 
     def _write(self, path, parts, pad):
-        pcm = []
+        pcms = []
         for part in parts:
-            data, rate, channels = read_pcm(part)
+            pcm, rate, channels = read_pcm(part)
             if (rate, channels) != (SAMPLE_RATE, 1):
                 raise BaresipError('%s is not 8 kHz mono' % part)
-            pcm.append(data)
-        silence = int(pad * SAMPLE_RATE) * 2
-        size = sum(len(p) for p in pcm) + silence
-        tmp = path + '.part'
-        with open(tmp, 'wb') as f:
-            f.write(wav_header(size))
-            for data in pcm:
-                f.write(data)
-            chunk = b'\0' * (SAMPLE_RATE * 2)
-            left = silence
-            while left > 0:
-                f.write(chunk[:left])
-                left -= len(chunk)
-        os.replace(tmp, path)
+            pcms.append(pcm)
+        write_wav(path, pcms, pad)
 
     def _trim(self):
         "Remove the oldest padded prompts beyond max_files"

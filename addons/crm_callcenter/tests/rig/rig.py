@@ -36,8 +36,9 @@ import weakref
 
 try:
     from ...baresip import (
-        MODULES as BARESIP_MODULES, BaresipError, BaresipPhone,
-        baresip_module_dir)
+        MODULES as BARESIP_MODULES, SAMPLE_RATE, BaresipError, BaresipPhone,
+        baresip_module_dir, read_pcm, speak, to_phone_wav, wav_duration,
+        write_wav)
 except ImportError:
     # Loaded outside crm_callcenter (import rig, or by its path): the
     # client is crm_callcenter/baresip.py, standard library only too
@@ -55,6 +56,10 @@ except ImportError:
     BaresipError = _baresip.BaresipError
     BaresipPhone = _baresip.BaresipPhone
     baresip_module_dir = _baresip.baresip_module_dir
+    SAMPLE_RATE = _baresip.SAMPLE_RATE
+    read_pcm, speak = _baresip.read_pcm, _baresip.speak
+    to_phone_wav, wav_duration = _baresip.to_phone_wav, _baresip.wav_duration
+    write_wav = _baresip.write_wav
 
 __all__ = [
     'Rig', 'Phone', 'RigError', 'BaresipError', 'missing_binaries', 'hmac_available', 'rms',
@@ -62,7 +67,6 @@ __all__ = [
     'HOST', 'SAMPLE_RATE']
 
 HOST = '127.0.0.1'
-SAMPLE_RATE = 8000           # what the phones send and record (PCMU)
 HERE = os.path.dirname(os.path.abspath(__file__))
 KAMAILIO_TEMPLATE = os.path.join(HERE, 'kamailio.cfg.tmpl')
 KAMAILIO_MODULES = ('tm.so', 'dialog.so', 'http_client.so', 'jansson.so')
@@ -126,119 +130,30 @@ def hmac_available():
 
 # --- audio helpers ---------------------------------------------------------
 
-def _run(cmd, timeout=30):
-    try:
-        result = subprocess.run(cmd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-    except FileNotFoundError:
-        raise RigError('%s is not installed (scripts/telephony.sh)' % cmd[0])
-    if result.returncode != 0:
-        raise RigError('%s failed (%s): %s' % (' '.join(cmd),
-            result.returncode, result.stdout.decode(errors='replace')))
-
-
 def silence_wav(wav_path, seconds):
     "Write seconds of silence at the phones' format (8 kHz mono S16)."
-    frames = int(seconds * SAMPLE_RATE)
-    with open(wav_path, 'wb') as f:
-        f.write(_wav_header(frames * 2))
-        chunk = b'\0' * (SAMPLE_RATE * 2)
-        left = frames * 2
-        while left > 0:
-            f.write(chunk[:left])
-            left -= len(chunk)
-    return wav_path
-
-
-def _wav_header(data_size, rate=SAMPLE_RATE, channels=1, bits=16):
-    block = channels * bits // 8
-    return (b'RIFF' + struct.pack('<I', 36 + data_size) + b'WAVE'
-        + b'fmt ' + struct.pack('<IHHIIHH', 16, 1, channels, rate,
-            rate * block, block, bits)
-        + b'data' + struct.pack('<I', data_size))
-
-
-def to_phone_wav(src, dst, pad_seconds=0):
-    """Convert any audio file sox reads to what a phone sends (8 kHz, mono,
-    signed 16 bit), followed by pad_seconds of silence."""
-    cmd = ['sox', src, '-r', str(SAMPLE_RATE), '-c', '1', '-b', '16',
-        '-e', 'signed-integer', dst]
-    if pad_seconds:
-        cmd += ['pad', '0', str(pad_seconds)]
-    _run(cmd)
-    return dst
+    return write_wav(wav_path, [], seconds)
 
 
 def tts(text, wav_path, voice=None, speed=None):
     """Speak text with espeak-ng into wav_path (8 kHz mono S16, ready for
     Phone.play)."""
-    tmp = wav_path + '.espeak.wav'
-    cmd = ['espeak-ng', '-w', tmp]
-    if voice:
-        cmd += ['-v', voice]
-    if speed:
-        cmd += ['-s', str(speed)]
-    try:
-        _run(cmd + ['--', text])
-        to_phone_wav(tmp, wav_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return wav_path
-
-
-def _read_pcm(wav_path):
-    """(samples, rate, channels) of a PCM WAV; tolerant of a data size left
-    at 0 or too big by a writer that was not closed cleanly."""
-    with open(wav_path, 'rb') as f:
-        data = f.read()
-    if len(data) < 12 or data[:4] != b'RIFF' or data[8:12] != b'WAVE':
-        raise RigError('%s is no WAV file' % wav_path)
-    pos, fmt, pcm = 12, None, None
-    while pos + 8 <= len(data):
-        cid = data[pos:pos + 4]
-        size, = struct.unpack('<I', data[pos + 4:pos + 8])
-        body = pos + 8
-        if cid == b'fmt ':
-            fmt = struct.unpack('<HHIIHH', data[body:body + 16])
-        elif cid == b'data':
-            end = body + size
-            if size == 0 or end > len(data):
-                end = len(data)
-            pcm = data[body:end]
-            break
-        pos = body + size + (size & 1)
-    if fmt is None or pcm is None:
-        raise RigError('%s: no fmt or data chunk' % wav_path)
-    tag, channels, rate, _, _, bits = fmt
-    if tag not in (1, 0xFFFE) or bits != 16:
-        raise RigError('%s: only 16-bit PCM is supported' % wav_path)
-    count = len(pcm) // 2
-    samples = struct.unpack('<%dh' % count, pcm[:count * 2])
-    return samples, rate, channels
+    return speak(text, wav_path, voice=voice, speed=speed)
 
 
 def rms(wav_path, start=0.0, end=None):
     """Root mean square of a 16-bit PCM WAV, scaled to 0..1 (full scale = 1;
     digital silence = 0).  start/end in seconds restrict the window."""
-    samples, rate, channels = _read_pcm(wav_path)
+    pcm, rate, channels = read_pcm(wav_path)
+    samples = struct.unpack('<%dh' % (len(pcm) // 2),
+        pcm[:len(pcm) // 2 * 2])
     first = int(start * rate) * channels
     last = len(samples) if end is None else int(end * rate) * channels
     window = samples[first:last]
     if not window:
         return 0.0
-    total = 0
-    for s in window:
-        total += s * s
-    return math.sqrt(total / len(window)) / 32768.0
+    return math.sqrt(sum(s * s for s in window) / len(window)) / 32768.0
 
-
-def wav_duration(wav_path):
-    samples, rate, channels = _read_pcm(wav_path)
-    return len(samples) / float(rate * channels)
-
-
-# --- ports ------------------------------------------------------------------
 
 def _port_free(port):
     for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -386,11 +301,14 @@ class Rig:
         X-CRM-Signature when Kamailio's crypto module is installed);
     ring_timeout: seconds an unanswered call rings before it fails (408);
     keep: keep the temporary directory (configs, logs, recordings);
-        also when the environment variable CRM_RIG_KEEP=1.
+        also when the environment variable CRM_RIG_KEEP=1;
+    phones: False for Kamailio alone (other SIP clients register, e.g.
+        SIPp): baresip need not be installed, phone() refuses.
     """
 
     def __init__(self, routing_url=None, events_url=None, api_key='',
-            ring_timeout=30, debug=2, keep=None, start_timeout=10):
+            ring_timeout=30, debug=2, keep=None, start_timeout=10,
+            phones=True):
         for name, value in (('routing_url', routing_url),
                 ('events_url', events_url), ('api_key', api_key)):
             if value and not re.fullmatch(r'[\x21-\x7e]+', value) \
@@ -405,6 +323,7 @@ class Rig:
         self.keep = keep if keep is not None else (
             os.environ.get('CRM_RIG_KEEP') == '1')
         self.start_timeout = start_timeout
+        self.with_phones = phones
         self.hmac = hmac_available()
         self.dir = None
         self.sip_port = None
@@ -436,7 +355,8 @@ class Rig:
     def start(self):
         if self.kamailio is not None:
             return self
-        missing = missing_binaries('kamailio', 'baresip')
+        missing = missing_binaries(
+            *(('kamailio', 'baresip') if self.with_phones else ('kamailio',)))
         if missing:
             raise RigError('missing: %s (run scripts/telephony.sh)'
                 % ', '.join(missing))
@@ -510,6 +430,8 @@ class Rig:
         -); wait until it is registered and reachable through Kamailio."""
         if self.kamailio is None:
             raise RigError('rig not started')
+        if not self.with_phones:
+            raise RigError('rig started without phones')
         if not re.fullmatch(r'[A-Za-z0-9+._-]+', user):
             raise ValueError('unsupported SIP user %r' % user)
         for attempt in (1, 2):

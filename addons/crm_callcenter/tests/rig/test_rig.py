@@ -289,3 +289,13 @@ def test_dead_phone_fails_fast(rig):
     closed = a.wait_for('CALL_CLOSED', timeout=10)
     assert '408' in closed['param']
     assert time.monotonic() - started < 6
+
+
+@needs('kamailio')
+def test_kamailio_alone(crm):
+    "phones=False: Kamailio alone (bench/sipp.py registers SIPp instead)."
+    with R.Rig(routing_url=crm.url + '/route', events_url=crm.url + '/events',
+            api_key=API_KEY, phones=False) as rig:
+        assert R.sip_options(rig.sip_port) == 200
+        with pytest.raises(R.RigError):
+            rig.phone(AGENT)
