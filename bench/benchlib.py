@@ -378,8 +378,9 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def _start(command, name, env):
-    "A trytond command on the bench database, its log in a file"
+def _start(command, name, env, args=None):
+    """A trytond command on the bench database (or the command with args),
+    its log in a file"""
     process_env = {**os.environ,
         'TRYTOND_DATABASE__URI': BENCH_URI,
         'TRYTOND_LOGGING_LEVEL': '40',
@@ -390,7 +391,7 @@ def _start(command, name, env):
     log_file = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), command),
-            '-d', name],
+            *(args if args is not None else ['-d', name])],
         env=process_env, stdout=subprocess.DEVNULL, stderr=log_file,
         start_new_session=True)
     process.log = log_file
@@ -416,6 +417,25 @@ def start_servers(name, count=2, env=None, probe='/'):
         servers.append((_start('trytond', name, {
                         'TRYTOND_WEB__LISTEN': f'127.0.0.1:{port}',
                         **(env or {})}), port))
+    return _wait_ready(name, servers, probe)
+
+
+def start_gunicorn(name, workers, threads, env=None, probe='/'):
+    """trytond's WSGI application in gunicorn, as production runs it (see
+    README.md): `workers` processes of `threads` threads on one port, the
+    database loaded before the first request. Return [(process, port)]."""
+    port = free_port()
+    process = _start('gunicorn', name, {
+            'TRYTOND_DATABASE_NAMES': name, **(env or {})}, args=[
+            '--workers', str(workers), '--worker-class', 'gthread',
+            '--threads', str(threads), '--keep-alive', '30',
+            '--bind', f'127.0.0.1:{port}', 'trytond.application:app'])
+    log(f"gunicorn: {workers} workers of {threads} threads")
+    return _wait_ready(name, [(process, port)], probe)
+
+
+def _wait_ready(name, servers, probe):
+    "The servers once each answers the probe path of the database"
     try:
         deadline = time.monotonic() + 120
         for process, port in servers:
@@ -490,3 +510,70 @@ def start_worker_processes(name, processes, env=None):
     worker.log = log_file
     log(f"trytond-worker pid {worker.pid} with {processes} processes")
     return [(worker, None)]
+
+
+# CPU accounting (Linux /proc): where the CPU of a measured run went
+
+def cpu_seconds(pid):
+    "User and system CPU seconds of a process, 0 if gone"
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children(pid):
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def postgresql_pids(name):
+    """The PostgreSQL processes working for the database: its backends
+    and the server's own (WAL writer, checkpointer...); none when the
+    server is not on this machine"""
+    if urlsplit(BENCH_URI).hostname not in {
+            '127.0.0.1', 'localhost', '::1', None}:
+        return []
+    with admin_connection() as connection:
+        rows = connection.execute('SELECT pid FROM pg_stat_activity '
+            'WHERE datname = %s OR datname IS NULL', (name,)).fetchall()
+    return [p for p, in rows]
+
+
+def cpu_snapshot(name, processes, own):
+    """CPU seconds used so far by processes ({label: pid}, each with its
+    children), the local PostgreSQL processes of the database, this
+    process (labelled own) and the whole machine"""
+    snapshot = {label: sum(cpu_seconds(p) for p in [pid] + children(pid))
+        for label, pid in processes.items()}
+    snapshot['postgresql'] = {p: cpu_seconds(p)
+        for p in postgresql_pids(name)}
+    times = os.times()
+    snapshot[own] = times.user + times.system
+    with open('/proc/stat') as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    snapshot['machine'] = ((sum(ticks) - ticks[3] - ticks[4])
+        / os.sysconf('SC_CLK_TCK'))
+    return snapshot
+
+
+def log_cpu(before, after, count, seconds, unit='event'):
+    """CPU per unit of each part, what the machine did besides, and the
+    rate the machine's cores would give at this cost"""
+    used = {k: after[k] - before[k] for k in before if k != 'postgresql'}
+    # A backend that started meanwhile used all its CPU in the meantime
+    used['postgresql'] = sum(v - before['postgresql'].get(p, 0)
+        for p, v in after['postgresql'].items())
+    ours = sum(v for k, v in used.items() if k != 'machine')
+    log(f"CPU per {unit}: " + ', '.join(f'{k} {1000 * v / count:.2f} ms'
+            for k, v in used.items() if k != 'machine')
+        + f"; total {1000 * ours / count:.2f} ms; the machine was busy "
+        f"{used['machine']:.0f} CPU s in {seconds:.0f} s "
+        f"({used['machine'] - ours:.0f} s of other work); at this cost "
+        f"its {os.cpu_count()} cores give at most "
+        f"{os.cpu_count() * count / ours:.0f} {unit}s/s")

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Call center at scale (crm_callcenter) on 1,000,000 calls: CTI events
 posted one per request to POST /<db>/callcenter/events over loopback
-(two trytond processes, one trytond-worker making the calls), the routing
+(trytond in gunicorn, one trytond-worker making the calls), the routing
 decision of POST /<db>/callcenter/route, and the wallboard's queries.
 Targets: at least 500 events/s with none lost, routing under 20 ms,
-wallboard under 100 ms."""
+wallboard under 100 ms. Then, where SIPp and Kamailio are installed, the
+calls per second that real SIP calls sustain through the whole chain."""
 import datetime as dt
 import hashlib
 import hmac
@@ -17,17 +18,23 @@ import threading
 import time
 import uuid
 from collections import Counter
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import benchlib
+import sipp
 from benchlib import log, transaction
 
 EVENTS_TARGET = 500
 ROUTING_TARGET_MS = 20
 WALLBOARD_TARGET_MS = 100
-SERVERS = 2
-# PBX connections per trytond process (each a keep-alive connection)
-CLIENTS_PER_SERVER = int(os.environ.get('CRM_BENCH_CLIENTS', 6))
+# How trytond serves: 'gunicorn' (3 processes of 3 threads, as README.md
+# recommends for production) or 'trytond' (its own threaded server, 2
+# processes)
+SERVER = os.environ.get('CRM_BENCH_SERVER', 'gunicorn')
+GUNICORN_WORKERS, GUNICORN_THREADS = 3, 3
+TRYTOND_SERVERS = 2
+# PBX connections (each keep-alive), spread over the servers
+CLIENTS = int(os.environ.get('CRM_BENCH_CLIENTS', 12))
 # Calls in progress per connection: their events interleave
 CALLS_PER_CLIENT = 10
 # Events per request of the batched run (a connector that buffers)
@@ -691,7 +698,7 @@ def post_events(servers, path, cc, tag, seconds, batch=1):
     clients = [
         Pbx(i, servers[i % len(servers)][1], path, cc, tag, start, stop,
             batch)
-        for i in range(len(servers) * CLIENTS_PER_SERVER)]
+        for i in range(CLIENTS)]
     for client in clients:
         client.start()
     for client in clients:
@@ -736,67 +743,11 @@ def drained(name, timeout=1800):
     return time.monotonic()
 
 
-def _cpu_seconds(pid):
-    "User and system CPU seconds of a process (Linux /proc), 0 if gone"
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def _pids(*args):
-    import subprocess
-    result = subprocess.run(['pgrep', *args], capture_output=True, text=True)
-    return [int(p) for p in result.stdout.split()]
-
-
-def postgresql_pids(name):
-    """The PostgreSQL processes working for the database: its backends
-    and the server's own (WAL writer, checkpointer...); none when the
-    server is not on this machine"""
-    if urlsplit(benchlib.BENCH_URI).hostname not in {
-            '127.0.0.1', 'localhost', '::1', None}:
-        return []
-    with benchlib.admin_connection() as connection:
-        rows = connection.execute('SELECT pid FROM pg_stat_activity '
-            'WHERE datname = %s OR datname IS NULL', (name,)).fetchall()
-    return [p for p, in rows]
-
-
 def cpu_snapshot(name, servers):
-    """CPU seconds used so far by the trytond processes (with their
-    children: the worker's processes), the local PostgreSQL processes of
-    the database, this process (the clients) and the whole machine"""
-    snapshot = {}
-    for i, (process, port) in enumerate(servers):
-        key = f'trytond {i + 1}' if port else 'trytond-worker'
-        snapshot[key] = sum(_cpu_seconds(p)
-            for p in [process.pid] + _pids('-P', str(process.pid)))
-    snapshot['postgresql'] = {p: _cpu_seconds(p)
-        for p in postgresql_pids(name)}
-    times = os.times()
-    snapshot['bench clients'] = times.user + times.system
-    with open('/proc/stat') as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    snapshot['machine'] = ((sum(ticks) - ticks[3] - ticks[4])
-        / os.sysconf('SC_CLK_TCK'))
-    return snapshot
-
-
-def log_cpu(before, after, events, seconds):
-    "CPU per event of each part, and what the machine did besides"
-    used = {k: after[k] - before[k] for k in before if k != 'postgresql'}
-    # A backend that started meanwhile used all its CPU in the meantime
-    used['postgresql'] = sum(v - before['postgresql'].get(p, 0)
-        for p, v in after['postgresql'].items())
-    ours = sum(v for k, v in used.items() if k != 'machine')
-    log("CPU per event: " + ', '.join(f'{k} {1000 * v / events:.2f} ms'
-            for k, v in used.items() if k != 'machine')
-        + f"; total {1000 * ours / events:.2f} ms; the machine was busy "
-        f"{used['machine']:.0f} CPU s in {seconds:.0f} s "
-        f"({used['machine'] - ours:.0f} s of other work)")
+    "benchlib.cpu_snapshot of the servers and trytond-worker"
+    return benchlib.cpu_snapshot(name, {
+            (f'{SERVER} {i + 1}' if port else 'trytond-worker'): process.pid
+            for i, (process, port) in enumerate(servers)}, 'bench clients')
 
 
 def ingest(name, cc, servers, seconds, tag, batch=1):
@@ -805,11 +756,11 @@ def ingest(name, cc, servers, seconds, tag, batch=1):
     (events/s, events lost)."""
     path = f'/{quote(name)}/callcenter/events'
     log(f"posting for {seconds} s, {batch} event(s) per request, "
-        f"{SERVERS * CLIENTS_PER_SERVER} keep-alive connections on "
-        f"{SERVERS} trytond processes, one trytond-worker")
+        f"{CLIENTS} keep-alive connections to {SERVER}, one "
+        "trytond-worker")
     cpu_before = cpu_snapshot(name, servers)
     started = time.monotonic()
-    clients = post_events(servers[:SERVERS], path, cc, tag, seconds, batch)
+    clients = post_events(servers[:-1], path, cc, tag, seconds, batch)
     posted = time.monotonic()
     done = drained(name)
     cpu_after = cpu_snapshot(name, servers)
@@ -834,7 +785,8 @@ def ingest(name, cc, servers, seconds, tag, batch=1):
                 1000 * latencies[int(len(latencies) * 0.95)]))
     log(f"the last event applied {done - posted:.1f} s after the posts: "
         f"{rate:.0f} events/s stored and made calls")
-    log_cpu(cpu_before, cpu_after, acked, done - started - 0.5)
+    benchlib.log_cpu(cpu_before, cpu_after, acked,
+        done - started - 0.5)
     _, stored, calls, tasks = event_counts(name, tag + '-')
     acked_ids = {f'{call["call_id"]}:{t}' for c in clients
         for call in c.calls for t in call['acked']}
@@ -918,12 +870,19 @@ def measure(name, options):
     assert sum(f['answered'] for f in figures.values()) > 0, figures
 
     benchlib.release(name)
-    env = {'TRYTOND_QUEUE__WORKER': 'True', 'TRYTOND_LOGGING_LEVEL': '30'}
-    servers = benchlib.start_servers(name, SERVERS, env=env)
+    # As in production (README.md): the queue left to trytond-worker,
+    # Python's asserts off (trytond's debugging checks, some quadratic)
+    env = {'TRYTOND_QUEUE__WORKER': 'True', 'TRYTOND_LOGGING_LEVEL': '30',
+        'PYTHONOPTIMIZE': '1'}
+    if SERVER == 'gunicorn':
+        servers = benchlib.start_gunicorn(name, GUNICORN_WORKERS,
+            GUNICORN_THREADS, env=env)
+    else:
+        servers = benchlib.start_servers(name, TRYTOND_SERVERS, env=env)
     # The worker logs each task (INFO): how many ran, failed, retried
     servers += benchlib.start_worker(name, env={
             **env, 'TRYTOND_LOGGING_LEVEL': '20'})
-    batched = None
+    batched = sip_rate = None
     try:
         # Routing, one decision at a time on an idle system
         durations, decisions = routing(name, cc, servers[0][1], ROUTES)
@@ -939,7 +898,7 @@ def measure(name, options):
 
         run = uuid.uuid4().hex[:6]
         log(f"warm-up: {EVENTS_WARMUP_S} s")
-        warm = post_events(servers[:SERVERS],
+        warm = post_events(servers[:-1],
             f'/{quote(name)}/callcenter/events', cc, f'w{run}',
             EVENTS_WARMUP_S)
         drained(name)
@@ -953,6 +912,9 @@ def measure(name, options):
             batched, batched_lost, _ = ingest(name, cc, servers,
                 options.seconds, f'b{run}', batch=BATCH_SIZE)
             lost += batched_lost
+        # Real SIP calls through Kamailio to these servers (bench/sipp.py)
+        sip_rate = sipp.sustained_rate(name, cc, servers[:-1],
+            party_phone, options.quick)
     finally:
         worker_summary(servers[-1][0])
         benchlib.stop_servers(servers)
@@ -965,12 +927,15 @@ def measure(name, options):
             (wallboard_ms, WALLBOARD_TARGET_MS, 'wallboard ms at most')]:
         if (value < target) if 'least' in what else (value > target):
             log(f"missed the target: {value:.1f} for {target} {what}")
-    return [
+    figures = [
         ('cti_events_per_s', rate, 'events/s'),
         ('cti_events_lost', lost, 'events'),
         ('routing_ms', routing_ms, 'ms'),
         ('wallboard_ms', wallboard_ms, 'ms'),
         ]
+    if sip_rate is not None:
+        figures.append(('sip_calls_per_s', sip_rate, 'calls/s'))
+    return figures
 
 
 def main():

@@ -764,63 +764,6 @@ def wait_for(smtp, total, timeout=SEND_TIMEOUT, worker=None):
     return time.monotonic()
 
 
-def cpu_seconds(pid):
-    "User and system CPU seconds of a process (Linux /proc), 0 if gone"
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def children(pid):
-    try:
-        with open(f'/proc/{pid}/task/{pid}/children') as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def cpu_snapshot(name, worker, smtp):
-    """CPU seconds so far of trytond-worker (with its processes), the
-    PostgreSQL backends of the database, the SMTP server, this process and
-    the whole machine"""
-    snapshot = {
-        'trytond-worker': sum(cpu_seconds(p)
-            for p in [worker.pid] + children(worker.pid)),
-        'smtp server': cpu_seconds(smtp.process.pid),
-        }
-    if urlsplit(benchlib.BENCH_URI).hostname in {'127.0.0.1', 'localhost'}:
-        with benchlib.admin_connection() as connection:
-            rows = connection.execute('SELECT pid FROM pg_stat_activity '
-                'WHERE datname = %s OR datname IS NULL', (name,)).fetchall()
-        snapshot['postgresql'] = {p: cpu_seconds(p) for p, in rows}
-    else:
-        snapshot['postgresql'] = {}
-    times = os.times()
-    snapshot['bench (cron)'] = times.user + times.system
-    with open('/proc/stat') as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    snapshot['machine'] = ((sum(ticks) - ticks[3] - ticks[4])
-        / os.sysconf('SC_CLK_TCK'))
-    return snapshot
-
-
-def log_cpu(before, after, count, seconds):
-    used = {k: after[k] - before[k] for k in before if k != 'postgresql'}
-    used['postgresql'] = sum(v - before['postgresql'].get(p, 0)
-        for p, v in after['postgresql'].items())
-    ours = sum(v for k, v in used.items() if k != 'machine')
-    log("CPU per email: " + ', '.join(f'{k} {1000 * v / count:.2f} ms'
-            for k, v in used.items() if k != 'machine')
-        + f"; total {1000 * ours / count:.2f} ms; the machine was busy "
-        f"{used['machine']:.0f} CPU s in {seconds:.0f} s "
-        f"({used['machine'] - ours:.0f} s of other work); at this cost "
-        f"its {os.cpu_count()} cores could send at most "
-        f"{os.cpu_count() * count / ours:.0f} emails/s")
-
-
 def uptime():
     with open('/proc/loadavg') as f:
         return ' '.join(f.read().split()[:3])
@@ -1004,7 +947,9 @@ def measure_send(name, mk, options, smtp):
         log(f"{len(leaving)} members opted out after the start")
         total = warm_members + options.emails
         log(f"load before the send: {uptime()}")
-        before = cpu_snapshot(name, worker, smtp)
+        cpu = {'trytond-worker': worker.pid,
+            'smtp server': smtp.process.pid}
+        before = benchlib.cpu_snapshot(name, cpu, 'bench (cron)')
         started = time.monotonic()
         with benchlib.profiled(options.profile
                 and options.profile + '.cron'):
@@ -1016,12 +961,13 @@ def measure_send(name, mk, options, smtp):
             f"{WORKERS} worker processes")
         done = wait_for(smtp, total, worker=worker)
         seconds = done - started
-        after = cpu_snapshot(name, worker, smtp)
+        after = benchlib.cpu_snapshot(name, cpu, 'bench (cron)')
         log(f"load after the send: {uptime()}")
         rate = options.emails / seconds
         log(f"{options.emails} emails received in {seconds:.1f} s: "
             f"{rate:.1f} emails/s")
-        log_cpu(before, after, options.emails, seconds)
+        benchlib.log_cpu(before, after, options.emails, seconds,
+            unit='email')
         # Mail leaves after the commit of its task: the queue is done
         deadline = time.monotonic() + 30
         while True:

@@ -608,9 +608,12 @@ class Router:
             'queue': queue.number}
 
     def _ringing(self, agents, call_id, from_number, to_number, queue, now):
-        "The agents ring: no other call is routed to them meanwhile"
+        """The agents ring: no other call is routed to them meanwhile.
+        Their last call is no longer theirs: the events of the new one may
+        make it answered at once, which only their current call (or none)
+        may do to their status"""
         pool = Pool()
         Agent = pool.get('callcenter.agent')
-        Agent.set_status(agents, 'ringing', now=now)
+        Agent.set_status(agents, 'ringing', now=now, call=False)
         if queue and queue.strategy == 'round_robin':
             queue.__class__.write([queue], {'last_agent': agents[0].id})

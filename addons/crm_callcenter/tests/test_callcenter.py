@@ -286,6 +286,31 @@ class CallCenterTestCase(CrmDatabaseTestCase):
                 {'action': 'reject', 'reason': 'unknown_number'})
 
     @with_transaction()
+    def test_routed_call_answered_in_one_batch(self):
+        "An agent routed a second call follows it, whose events come at once"
+        from ..cti import Router
+        cc = CallCenterSetup()
+        sales = dict(to='6000', queue='6000', extension='2001')
+        with set_company(cc.company):
+            router = Router(cc.company.id)
+            for call_id, at in [('first', 0), ('second', 100)]:
+                # The sales queue's one agent gets both calls
+                decision = router.route(call_id, '+4930901820', '6000',
+                    now=T0 + dt.timedelta(seconds=at))
+                self.assertEqual(decision['target'], '2001')
+                # Ringing and answered applied by the same task
+                cc.post(event('ringing', call_id=call_id, at=at, **sales),
+                    event('answered', call_id=call_id, at=at + 1, **sales))
+                agent = cc.agent(cc.a2001)
+                self.assertEqual(
+                    (agent.status, agent.current_call.call_id),
+                    ('on_call', call_id))
+                cc.post(event('ended', call_id=call_id, at=at + 30, **sales))
+                agent = cc.agent(cc.a2001)
+                self.assertEqual(agent.status, 'wrap_up')
+                self.assertTrue(agent.free(T0 + dt.timedelta(seconds=at + 99)))
+
+    @with_transaction()
     def test_strategies(self):
         "Round robin turns, skills pick the expert, sticky the owner"
         pool = Pool()
