@@ -34,6 +34,11 @@ won deals (funnel and ROI), the T12 launch email running, a win-back A/B
 email planned. The emails are made by marketing_automation's scenario as
 the queue would, then taken back before the commit: loading mails nobody,
 and no email is left waiting for trytond-cron.
+
+With crm_reports activated: this quarter's targets of the salespeople
+(monthly) and of the teams (quarterly), the win probabilities of the open
+opportunities, and the manager's monthly PDF of the Direct Sales pipeline
+(first sent on the 1st of next month).
 """
 import argparse
 import datetime as dt
@@ -108,6 +113,9 @@ TEAMS = [
     ("Direct Sales", 'manager', ['alice', 'bob'], True),
     ("Key Accounts", 'manager', ['carol'], False),
     ]
+# login or team, monthly / quarterly target (EUR)
+REPORT_TARGETS = [('alice', 40000), ('bob', 35000), ('carol', 60000)]
+TEAM_TARGETS = [("Direct Sales", 220000), ("Key Accounts", 180000)]
 TEAM_OF = {'alice': "Direct Sales", 'bob': "Direct Sales",
     'carol': "Key Accounts"}
 
@@ -1037,6 +1045,8 @@ class DemoData:
                 self.callcenter()
             if 'crm.segment' in dict(pool.iterobject()):
                 self.marketing()
+            if 'crm.target' in dict(pool.iterobject()):
+                self.reports()
             self.config_wizard()
         self.check_no_mail()
         return self.reg.created
@@ -2409,6 +2419,45 @@ class DemoData:
                                 'marketing_source':
                                 Source.from_name('newsletter').id,
                                 })])
+
+    def reports(self):
+        """Targets of this quarter, win probabilities, a scheduled report
+        (crm_reports only)"""
+        from trytond.transaction import Transaction
+        Lead = self.pool.get('crm.lead')
+        quarter = self.today.replace(
+            month=(self.today.month - 1) // 3 * 3 + 1, day=1)
+        months = [quarter.replace(month=quarter.month + i) for i in range(3)]
+        items = [(f'target:{login}:{month}', {
+                    'company': self.company_id, 'user': self.user[login],
+                    'period_type': 'month', 'period_start': month,
+                    'amount': Decimal(amount),
+                    }) for login, amount in REPORT_TARGETS
+            for month in months]
+        items += [(f'target:{team}:{quarter}', {
+                    'company': self.company_id, 'team': self.team[team],
+                    'period_type': 'quarter', 'period_start': quarter,
+                    'amount': Decimal(amount),
+                    }) for team, amount in TEAM_TARGETS]
+        self.reg.ensure('crm.target', items)
+        Lead.update_win_probabilities()
+        # Its owner is who sets it up: the manager
+        with Transaction().set_user(self.user['manager']):
+            self.reg.ensure('crm.report.subscription', [
+                    ('subscription:pipeline', {
+                            'name': "Direct Sales pipeline",
+                            'company': self.company_id,
+                            'analysis': 'crm.report.pipeline',
+                            'date_range': 'month_to_date',
+                            'period': 'month',
+                            'team': self.team["Direct Sales"],
+                            'format': 'pdf',
+                            'users': [('add', [self.user['manager']])],
+                            'frequency': 'monthly',
+                            'day': 1,
+                            'time': dt.time(7, 0),
+                            'timezone': 'Europe/Berlin',
+                            })])
 
     def config_wizard(self):
         Item = self.pool.get('ir.module.config_wizard.item')

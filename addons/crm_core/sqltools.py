@@ -1,7 +1,7 @@
 """Helpers for the work done in plain SQL (bulk inserts and updates)."""
 from sql import Cast, Literal
 from sql.operators import Concat
-from sql.functions import DateTrunc, Function
+from sql.functions import DateTrunc, Extract, Function
 
 from trytond import backend
 from trytond.transaction import Transaction
@@ -64,3 +64,31 @@ def period_start(column, period):
     back = Concat(Literal('-'), Concat(
             Cast((month - 1) % 3, 'TEXT'), Literal(' months')))
     return _SQLiteDate(column, 'start of month', back)
+
+
+def week_start(column):
+    """The Monday (a date) of the ISO week of a date or timestamp column,
+    on both backends"""
+    if backend.name != 'sqlite':
+        return DateTrunc('week', column).cast('DATE')
+    # The next Sunday (the day itself on a Sunday) less six days
+    return _SQLiteDate(column, 'weekday 0', '-6 days')
+
+
+def hour_of(column):
+    "The hour of the day (0 to 23, an integer) of a timestamp column"
+    if backend.name == 'sqlite':
+        return Cast(_SQLiteStrftime('%H', column), 'INTEGER')
+    return Cast(Extract('HOUR', column), 'INTEGER')
+
+
+class _SQLiteJulianDay(Function):
+    __slots__ = ()
+    _function = 'JULIANDAY'
+
+
+def seconds_between(start, end):
+    "The seconds from start to end (timestamp columns), a float"
+    if backend.name == 'sqlite':
+        return (_SQLiteJulianDay(end) - _SQLiteJulianDay(start)) * 86400
+    return Extract('EPOCH', end - start)

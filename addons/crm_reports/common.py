@@ -5,11 +5,12 @@ row of figures to the records counted in it."""
 import datetime as dt
 from decimal import Decimal
 
-from sql import Literal
-from sql.conditionals import Case
+from sql import Column, Literal
+from sql.aggregate import Min
+from sql.conditionals import Case, Coalesce
 
 from trytond.i18n import gettext
-from trytond.model import ModelView, fields
+from trytond.model import Model, ModelView, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, If, PYSONEncoder
 from trytond.transaction import Transaction
@@ -102,18 +103,39 @@ def context_period():
     return period
 
 
-def date_range(column):
-    """The condition that column (a date or timestamp) is within the
-    context's dates"""
+def date_range(column, timestamp=True):
+    """The condition that column (a timestamp, or a date when not
+    timestamp) is within the context's dates; a date is compared with
+    dates: SQLite compares them as text"""
     context = Transaction().context
     where = Literal(True)
-    if context.get('from_date'):
-        where &= column >= dt.datetime.combine(
-            context['from_date'], dt.time())
-    if context.get('to_date'):
-        where &= column < dt.datetime.combine(
-            context['to_date'] + dt.timedelta(days=1), dt.time())
+    from_date, to_date = context.get('from_date'), context.get('to_date')
+    if timestamp:
+        if from_date:
+            where &= column >= dt.datetime.combine(from_date, dt.time())
+        if to_date:
+            where &= column < dt.datetime.combine(
+                to_date + dt.timedelta(days=1), dt.time())
+    else:
+        if from_date:
+            where &= column >= from_date
+        if to_date:
+            where &= column <= to_date
     return where
+
+
+def date_domain(field):
+    """The context's dates as a domain on a date or timestamp field (the
+    domain of date_range)"""
+    context = Transaction().context
+    domain = []
+    if context.get('from_date'):
+        domain.append((field, '>=', dt.datetime.combine(
+                    context['from_date'], dt.time())))
+    if context.get('to_date'):
+        domain.append((field, '<', dt.datetime.combine(
+                    context['to_date'] + dt.timedelta(days=1), dt.time())))
+    return domain
 
 
 def period_of(column):
@@ -121,12 +143,30 @@ def period_of(column):
     return period_start(column, context_period())
 
 
-def period_domain(field, start):
-    "A domain: field within the context's period that starts at start"
+def period_domain(field, start, timestamp=False):
+    """A domain: field (a date, or a timestamp when said) within the
+    context's period that starts at start"""
+    end = period_end(start)
+    if timestamp:
+        start, end = (dt.datetime.combine(d, dt.time()) for d in (start, end))
+    return [(field, '>=', start), (field, '<', end)]
+
+
+def period_first_day(date):
+    "The first day of the context's period of date (a Python date)"
+    period = context_period()
+    if period == 'year':
+        return date.replace(month=1, day=1)
+    if period == 'quarter':
+        return date.replace(month=date.month - (date.month - 1) % 3, day=1)
+    return date.replace(day=1)
+
+
+def period_end(start):
+    "The first day after the context's period that starts at start"
     months = {'month': 1, 'quarter': 3, 'year': 12}[context_period()]
     month = start.month - 1 + months
-    end = dt.date(start.year + month // 12, month % 12 + 1, 1)
-    return [(field, '>=', start), (field, '<', end)]
+    return dt.date(start.year + month // 12, month % 12 + 1, 1)
 
 
 def readable(model, domain=None):
@@ -187,6 +227,86 @@ def converted(amount, company_column):
     return Case(*whens, else_=amount)
 
 
+def lead_revenue(lead):
+    "The expected revenue of a crm.lead table in the report's currency"
+    return converted(Coalesce(lead.expected_revenue, 0), lead.company)
+
+
+def grouped(rows, keys, *aggregates, **kwargs):
+    """rows (a sub-select with an id) grouped by its columns named keys,
+    the smallest id of a group as its id. Grouped outside the select that
+    computes the keys: PostgreSQL does not see an expression with
+    parameters (a period) in the select and in the group by as one."""
+    columns = [Column(rows, k) for k in keys]
+    return rows.select(Min(rows.id).as_('id'), *columns, *aggregates,
+        group_by=columns, **kwargs)
+
+
+def rate(part, whole):
+    "part in % of whole (None when whole is nothing)"
+    return round(100 * part / whole, 1) if whole else None
+
+
+def team_members(teams):
+    "The ids of the members of the teams (ids)"
+    Member = Pool().get('crm.team-res.user')
+    member = Member.__table__()
+    cursor = Transaction().connection.cursor()
+    cursor.execute(*member.select(member.user,
+            where=member.team.in_(list(teams) or [-1])))
+    return {u for u, in cursor}
+
+
+def visible_users():
+    """The ids of the users whose own figures (activities, customers) the
+    reader may see, None for all. Every CRM user may read every activity
+    and party of the company, but a salesperson's figures are counted as
+    crm_core's rules count leads: their own and those of the members of
+    their teams; CRM managers see everybody's."""
+    pool = Pool()
+    User = pool.get('res.user')
+    ModelData = pool.get('ir.model.data')
+    transaction = Transaction()
+    if not transaction.check_access:
+        return None
+    if ModelData.get_id('crm_core', 'group_crm_manager') in User.get_groups():
+        return None
+    return {transaction.user} | team_members(
+        User.get_crm_teams(transaction.user))
+
+
+def user_domain(field, unowned=False):
+    """The context's team (its members) and salesperson as a domain on a
+    res.user field, within the visible users; unowned: records without
+    user count too when no team or salesperson is asked"""
+    context = Transaction().context
+    users = visible_users()
+    if context.get('owner'):
+        owner = {context['owner']}
+        users = owner if users is None else users & owner
+        unowned = False
+    if context.get('team'):
+        members = team_members([context['team']])
+        users = members if users is None else users & members
+        unowned = False
+    if users is None:
+        return []
+    if unowned:
+        return [['OR', (field, 'in', sorted(users)), (field, '=', None)]]
+    return [(field, 'in', sorted(users))]
+
+
+class CurrencyMixin:
+    "Amounts of an analysis are in the report's currency"
+    __slots__ = ()
+    currency = fields.Function(fields.Many2One(
+            'currency.currency', "Currency"), 'get_currency')
+
+    def get_currency(self, name):
+        currency = report_currency()
+        return currency.id if currency else None
+
+
 class AnalysisMixin:
     """An analysis whose rows open the records they count (the drill-down
     wizard): the act_window of those records and a domain per row"""
@@ -196,6 +316,17 @@ class AnalysisMixin:
 
     def drill_down_domain(self):
         raise NotImplementedError
+
+    def _keys_domain(self, *names):
+        """The row's values of the fields names (named as on the counted
+        records) as a domain"""
+        domain = []
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, Model):
+                value = value.id
+            domain.append((name, '=', value))
+        return domain
 
 
 class DrillDown(Wizard):

@@ -1,5 +1,10 @@
 from trytond.exceptions import UserError
+from trytond.model.exceptions import ValidationError
 
 
 class ReportError(UserError):
+    pass
+
+
+class TargetValidationError(ValidationError):
     pass

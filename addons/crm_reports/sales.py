@@ -1,28 +1,28 @@
-"""Sales analyses on crm_core's leads and opportunities (table_query):
-each counts only the leads its reader may open, in the context's
-companies, team and salesperson."""
-from sql import Null
-from sql.aggregate import Count, Min, Sum
-from sql.conditionals import Coalesce
+"""Sales analyses on crm_core's leads, opportunities and activities
+(table_query): each counts only the records its reader may open, in the
+context's companies, team and salesperson."""
+import datetime as dt
+
+from sql import Literal, Null, Window
+from sql.aggregate import Avg, Count, Max, Min, Sum
+from sql.conditionals import Case, Coalesce
+from sql.functions import Lead as Next
+from sql.operators import Exists
 
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool
+from trytond.pyson import Eval
+from trytond.transaction import Transaction
+
+from crm_core.sqltools import seconds_between, week_start
 
 from .common import (
-    AnalysisMixin, converted, date_range, lead_domain, period_domain,
-    period_of, readable, report_currency)
+    AnalysisMixin, CurrencyMixin, context_companies, date_domain,
+    date_range, grouped, lead_domain, lead_revenue, period_domain,
+    period_of, rate, readable, report_currency, user_domain)
 
-
-class CurrencyMixin:
-    "Amounts of an analysis are in the report's currency"
-    __slots__ = ()
-    currency = fields.Function(fields.Many2One(
-            'currency.currency', "Currency"), 'get_currency')
-
-    def get_currency(self, name):
-        currency = report_currency()
-        return currency.id if currency else None
+DAY = 86400
 
 
 class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
@@ -57,10 +57,7 @@ class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
                 ('state', '=', 'open'),
                 ('type', '=', 'opportunity'),
                 ])
-        expected = converted(Coalesce(lead.expected_revenue, 0),
-            lead.company)
-        # Grouped outside: PostgreSQL does not see the period's expression
-        # in the select and in the group by as one (their parameters)
+        expected = lead_revenue(lead)
         rows = lead.select(
             lead.id, lead.company, lead.stage, lead.owner, lead.team,
             period_of(lead.expected_close).as_('period'),
@@ -68,16 +65,13 @@ class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             (expected * Coalesce(lead.probability, 0) / 100).as_(
                 'weighted'),
             where=lead.id.in_(leads)
-            & (date_range(lead.expected_close)
+            & (date_range(lead.expected_close, timestamp=False)
                 | (lead.expected_close == Null)))
-        return rows.select(
-            Min(rows.id).as_('id'), rows.company, rows.stage, rows.owner,
-            rows.team, rows.period,
+        return grouped(rows,
+            ['company', 'stage', 'owner', 'team', 'period'],
             Count().as_('count'),
             Sum(rows.expected).as_('expected'),
-            Sum(rows.weighted).as_('weighted'),
-            group_by=[rows.company, rows.stage, rows.owner, rows.team,
-                rows.period])
+            Sum(rows.weighted).as_('weighted'))
 
     def drill_down_domain(self):
         domain = lead_domain() + [
@@ -94,3 +88,464 @@ class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             domain.append(('expected_close', '=', None))
         return domain
 
+
+
+class NewOpportunity(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+    """The opportunities that came in each period of the context's dates:
+    dated by their conversion, which is their creation for those created as
+    opportunities (a lead becomes a new opportunity when converted)"""
+    __name__ = 'crm.report.new_opportunity'
+    __string__ = "New Opportunities"
+
+    company = fields.Many2One('company.company', "Company")
+    period = fields.Date("Period")
+    owner = fields.Many2One('res.user', "Salesperson")
+    team = fields.Many2One('crm.team', "Team")
+    count = fields.Integer("Opportunities")
+    expected = Monetary("Expected Revenue", currency='currency',
+        digits='currency')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('period', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def _lead_domain(cls):
+        return lead_domain() + [('type', '=', 'opportunity')]
+
+    @classmethod
+    def table_query(cls):
+        lead = Pool().get('crm.lead').__table__()
+        leads = readable('crm.lead', cls._lead_domain())
+        rows = lead.select(
+            lead.id, lead.company, lead.owner, lead.team,
+            period_of(lead.date_conversion).as_('period'),
+            lead_revenue(lead).as_('expected'),
+            where=lead.id.in_(leads) & date_range(lead.date_conversion))
+        return grouped(rows, ['company', 'period', 'owner', 'team'],
+            Count().as_('count'),
+            Sum(rows.expected).as_('expected'))
+
+    def drill_down_domain(self):
+        return (self._lead_domain()
+            + self._keys_domain('company', 'owner', 'team')
+            + period_domain('date_conversion', self.period, timestamp=True)
+            + date_domain('date_conversion'))
+
+
+# The age bands of the open quotes: the days from the quote's first print
+# to the context's end date (None: no end)
+AGE_BANDS = {
+    '0-7': (0, 7),
+    '8-30': (8, 30),
+    '31-90': (31, 90),
+    '90+': (91, None),
+    }
+
+
+class OpenQuote(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+    """The open opportunities whose quotation was printed, by age of the
+    quote at the context's end date (today without one); quotes first
+    printed after that date are left out, those of any earlier date kept"""
+    __name__ = 'crm.report.open_quote'
+    __string__ = "Open Quotes"
+
+    company = fields.Many2One('company.company', "Company")
+    age = fields.Selection([
+            ('0-7', "0-7 Days"),
+            ('8-30', "8-30 Days"),
+            ('31-90', "31-90 Days"),
+            ('90+', "Over 90 Days"),
+            ], "Age", sort=False,
+        help="The days since the quotation was first printed.")
+    owner = fields.Many2One('res.user', "Salesperson")
+    team = fields.Many2One('crm.team', "Team")
+    count = fields.Integer("Opportunities")
+    expected = Monetary("Expected Revenue", currency='currency',
+        digits='currency')
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('age', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def _lead_domain(cls):
+        return lead_domain() + [
+            ('type', '=', 'opportunity'),
+            ('state', '=', 'open'),
+            ('quotation_date', '!=', None),
+            ]
+
+    @classmethod
+    def _age_range(cls, age):
+        """The first quotation timestamp of the age band and the one after
+        its last (None: no limit)"""
+        end = Transaction().context.get('to_date') or dt.date.today()
+
+        def day(days):
+            return dt.datetime.combine(
+                end - dt.timedelta(days=days), dt.time())
+        low, high = AGE_BANDS[age]
+        return day(high) if high is not None else None, day(low - 1)
+
+    @classmethod
+    def table_query(cls):
+        lead = Pool().get('crm.lead').__table__()
+        leads = readable('crm.lead', cls._lead_domain())
+        *younger, oldest = AGE_BANDS
+        age = Case(*((lead.quotation_date >= cls._age_range(a)[0], a)
+                for a in younger), else_=oldest)
+        rows = lead.select(
+            lead.id, lead.company, lead.owner, lead.team, age.as_('age'),
+            lead_revenue(lead).as_('expected'),
+            where=lead.id.in_(leads)
+            & (lead.quotation_date < cls._age_range(younger[0])[1]))
+        return grouped(rows, ['company', 'age', 'owner', 'team'],
+            Count().as_('count'),
+            Sum(rows.expected).as_('expected'))
+
+    def drill_down_domain(self):
+        low, high = self._age_range(self.age)
+        domain = (self._lead_domain()
+            + self._keys_domain('company', 'owner', 'team')
+            + [('quotation_date', '<', high)])
+        if low:
+            domain.append(('quotation_date', '>=', low))
+        return domain
+
+
+class WonLost(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+    """The opportunities closed in each period of the context's dates (by
+    their closing date): won and lost, win rate, average deal size and
+    sales cycle"""
+    __name__ = 'crm.report.won_lost'
+    __string__ = "Won and Lost"
+
+    company = fields.Many2One('company.company', "Company")
+    period = fields.Date("Period")
+    owner = fields.Many2One('res.user', "Salesperson")
+    team = fields.Many2One('crm.team', "Team")
+    won = fields.Integer("Won")
+    lost = fields.Integer("Lost")
+    win_rate = fields.Function(fields.Float("Win Rate", digits=(16, 1),
+            help="In %: won out of won and lost."), 'get_win_rate')
+    won_revenue = Monetary("Won Revenue", currency='currency',
+        digits='currency')
+    average_deal = fields.Function(Monetary("Average Deal Size",
+            currency='currency', digits='currency',
+            help="The won revenue per won opportunity."),
+        'get_average_deal')
+    cycle_days = fields.Float("Sales Cycle (days)", digits=(16, 1),
+        help="The days from creation to closing of the won opportunities, "
+        "on average.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('period', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def _lead_domain(cls):
+        return lead_domain() + [
+            ('type', '=', 'opportunity'),
+            ('state', 'in', ['won', 'lost']),
+            ]
+
+    @classmethod
+    def table_query(cls):
+        lead = Pool().get('crm.lead').__table__()
+        leads = readable('crm.lead', cls._lead_domain())
+        won = lead.state == 'won'
+        rows = lead.select(
+            lead.id, lead.company, lead.owner, lead.team,
+            period_of(lead.date_closed).as_('period'),
+            Case((won, 1), else_=0).as_('won'),
+            Case((lead.state == 'lost', 1), else_=0).as_('lost'),
+            Case((won, lead_revenue(lead)), else_=0).as_('won_revenue'),
+            Case((won, seconds_between(lead.create_date, lead.date_closed)
+                    / DAY), else_=Null).as_('cycle'),
+            where=lead.id.in_(leads) & date_range(lead.date_closed))
+        return grouped(rows, ['company', 'period', 'owner', 'team'],
+            Sum(rows.won).as_('won'),
+            Sum(rows.lost).as_('lost'),
+            Sum(rows.won_revenue).as_('won_revenue'),
+            cls.cycle_days.sql_cast(Avg(rows.cycle)).as_('cycle_days'))
+
+    def get_win_rate(self, name):
+        return rate(self.won, self.won + self.lost)
+
+    def get_average_deal(self, name):
+        if self.won:
+            average = self.won_revenue / self.won
+            currency = report_currency()
+            return currency.round(average) if currency else average
+
+    def drill_down_domain(self):
+        return (self._lead_domain()
+            + self._keys_domain('company', 'owner', 'team')
+            + period_domain('date_closed', self.period, timestamp=True)
+            + date_domain('date_closed'))
+
+
+class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
+    """The stages that the leads created in the context's dates went
+    through, from their stage history: how many reached each stage, how
+    many of them went on to a later stage (by sequence) or were won, and
+    the days they spent in it: from each change to the next, or to now in
+    the current stage of an open lead (a won or lost stage is final)"""
+    __name__ = 'crm.report.stage_funnel'
+    __string__ = "Stage Funnel"
+
+    company = fields.Many2One('company.company', "Company")
+    stage = fields.Many2One('crm.stage', "Stage")
+    reached = fields.Integer("Reached", help="The leads that came into "
+        "the stage.")
+    went_on = fields.Integer("Went On", help="Of those, the leads that "
+        "moved later to a later stage (by sequence) or were won.")
+    conversion = fields.Function(fields.Float("Conversion", digits=(16, 1),
+            help="In %: went on out of reached."), 'get_conversion')
+    average_days = fields.Float("Average Days in Stage", digits=(16, 1),
+        help="The days a lead spent in the stage (all its stays there), "
+        "on average over the leads that left it or are open in it.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('stage', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def _lead_domain(cls):
+        return lead_domain() + date_domain('create_date')
+
+    @classmethod
+    def table_query(cls):
+        pool = Pool()
+        History = pool.get('crm.lead.history')
+        Stage = pool.get('crm.stage')
+        lead = pool.get('crm.lead').__table__()
+        history = History.__table__()
+        later = History.__table__()
+        stage = Stage.__table__()
+        later_stage = Stage.__table__()
+        leads = readable('crm.lead', cls._lead_domain())
+        now = dt.datetime.now()
+        # Each stay in a stage ends with the lead's next change
+        stays = history.select(
+            history.id, history.lead, history.to_stage.as_('stage'),
+            history.to_state, history.date,
+            Next(history.date, window=Window([history.lead],
+                    order_by=[history.date.asc, history.id.asc])
+                ).as_('until'),
+            where=history.lead.in_(leads))
+        seconds = Case(
+            (stays.until != Null, seconds_between(stays.date, stays.until)),
+            (stays.to_state == 'open',
+                seconds_between(stays.date, Literal(now))),
+            else_=Null)
+        per_lead = stays.join(lead, condition=stays.lead == lead.id).select(
+            Min(stays.id).as_('id'), lead.company, stays.lead, stays.stage,
+            Min(stays.date).as_('reached'),
+            Sum(seconds).as_('seconds'),
+            group_by=[lead.company, stays.lead, stays.stage])
+        went_on = Exists(later.join(later_stage,
+                condition=later.to_stage == later_stage.id).select(
+                Literal(1),
+                where=(later.lead == per_lead.lead)
+                & (later.date >= per_lead.reached)
+                & (later.to_stage != per_lead.stage)
+                & ((later.to_state == 'won')
+                    | ((later.to_state == 'open')
+                        & (Coalesce(later_stage.sequence, 0)
+                            > Coalesce(stage.sequence, 0))))))
+        rows = per_lead.join(stage, condition=per_lead.stage == stage.id
+            ).select(
+            per_lead.id, per_lead.company, per_lead.stage,
+            Case((went_on, 1), else_=0).as_('went_on'),
+            (per_lead.seconds / DAY).as_('days'))
+        return grouped(rows, ['company', 'stage'],
+            Count().as_('reached'),
+            Sum(rows.went_on).as_('went_on'),
+            cls.average_days.sql_cast(Avg(rows.days)).as_('average_days'))
+
+    def get_conversion(self, name):
+        return rate(self.went_on, self.reached)
+
+    def drill_down_domain(self):
+        return (self._lead_domain() + self._keys_domain('company')
+            + [('history.to_stage', '=', self.stage.id)])
+
+
+class LostSales(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+    "The opportunities lost in the context's dates by reason and competitor"
+    __name__ = 'crm.report.lost_reason'
+    __string__ = "Lost Sales"
+
+    company = fields.Many2One('company.company', "Company")
+    lost_reason = fields.Many2One('crm.lost_reason', "Reason")
+    competitor = fields.Many2One('party.party', "Competitor",
+        context={'company': Eval('company', -1)}, depends={'company'})
+    count = fields.Integer("Opportunities")
+    revenue = Monetary("Lost Revenue", currency='currency',
+        digits='currency', help="Their expected revenue.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('count', 'DESC'), ('id', 'ASC')]
+
+    @classmethod
+    def _lead_domain(cls):
+        return lead_domain() + [
+            ('type', '=', 'opportunity'),
+            ('state', '=', 'lost'),
+            ]
+
+    @classmethod
+    def table_query(cls):
+        lead = Pool().get('crm.lead').__table__()
+        leads = readable('crm.lead', cls._lead_domain())
+        rows = lead.select(
+            lead.id, lead.company, lead.lost_reason, lead.competitor,
+            lead_revenue(lead).as_('revenue'),
+            where=lead.id.in_(leads) & date_range(lead.date_closed))
+        return grouped(rows, ['company', 'lost_reason', 'competitor'],
+            Count().as_('count'),
+            Sum(rows.revenue).as_('revenue'))
+
+    def drill_down_domain(self):
+        return (self._lead_domain()
+            + self._keys_domain('company', 'lost_reason', 'competitor')
+            + date_domain('date_closed'))
+
+
+class Neglected(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+    """The open leads and opportunities with no planned activity: none
+    whose origin is the lead. An activity planned on the lead's party only
+    does not count: a party may have several deals, and the lead's next
+    activity (shown in its lists) follows the same rule."""
+    __name__ = 'crm.report.neglected'
+    __string__ = "Neglected Leads"
+
+    company = fields.Many2One('company.company', "Company")
+    owner = fields.Many2One('res.user', "Salesperson")
+    team = fields.Many2One('crm.team', "Team")
+    type = fields.Selection('get_types', "Type")
+    count = fields.Integer("Leads")
+    expected = Monetary("Expected Revenue", currency='currency',
+        digits='currency')
+    last_activity = fields.DateTime("Oldest Last Activity",
+        help="The oldest of the last done activities (their start) of "
+        "these leads; the lead's creation when nothing was done yet.")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('last_activity', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def get_types(cls):
+        Lead = Pool().get('crm.lead')
+        return Lead.fields_get(['type'])['type']['selection']
+
+    @classmethod
+    def _lead_domain(cls):
+        return lead_domain() + [('state', '=', 'open')]
+
+    @classmethod
+    def table_query(cls):
+        pool = Pool()
+        Activity = pool.get('crm.activity')
+        lead = pool.get('crm.lead').__table__()
+        planned = Activity.__table__()
+        done = Activity.__table__()
+
+        def about_leads(activity, state):
+            return activity.origin.like('crm.lead,%') & activity.id.in_(
+                readable('crm.activity', [('state', '=', state)]))
+
+        def lead_id(origin):
+            return Activity.origin.sql_id(origin, Activity)
+        leads = readable('crm.lead', cls._lead_domain())
+        last = done.select(done.origin, Max(done.start).as_('start'),
+            where=about_leads(done, 'done'),
+            group_by=[done.origin])
+        rows = lead.join(last, 'LEFT',
+            condition=lead_id(last.origin) == lead.id).select(
+            lead.id, lead.company, lead.owner, lead.team, lead.type,
+            lead_revenue(lead).as_('expected'),
+            Coalesce(last.start, lead.create_date).as_('last_activity'),
+            where=lead.id.in_(leads)
+            & ~lead.id.in_(planned.select(lead_id(planned.origin),
+                    where=about_leads(planned, 'planned'))))
+        return grouped(rows, ['company', 'owner', 'team', 'type'],
+            Count().as_('count'),
+            Sum(rows.expected).as_('expected'),
+            Min(rows.last_activity).as_('last_activity'))
+
+    def drill_down_domain(self):
+        return (self._lead_domain()
+            + self._keys_domain('company', 'owner', 'team', 'type')
+            + [('activities', 'not where', [('state', '=', 'planned')])])
+
+
+# The activity types counted and their column
+ACTIVITY_COLUMNS = [
+    ('call', 'calls'),
+    ('meeting', 'meetings'),
+    ('email', 'emails'),
+    ('task', 'tasks'),
+    ]
+
+
+class SalespersonActivity(AnalysisMixin, ModelSQL, ModelView):
+    """The activities done by each salesperson (assigned to) per week (the
+    Monday of the ISO week of their start), started in the context's
+    dates; a salesperson sees their own and their teams' (visible_users)"""
+    __name__ = 'crm.report.salesperson_activity'
+    __string__ = "Activities per Salesperson"
+    _drill_down_action = 'crm_reports.act_drill_down_activities'
+
+    company = fields.Many2One('company.company', "Company")
+    user = fields.Many2One('res.user', "Salesperson")
+    week = fields.Date("Week", help="Its Monday.")
+    calls = fields.Integer("Calls")
+    meetings = fields.Integer("Meetings")
+    emails = fields.Integer("Emails")
+    tasks = fields.Integer("Tasks")
+    total = fields.Integer("Total")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        cls._order = [('week', 'ASC'), ('user', 'ASC'), ('id', 'ASC')]
+
+    @classmethod
+    def _activity_domain(cls):
+        return [
+            ('company', 'in', context_companies()),
+            ('state', '=', 'done'),
+            ] + user_domain('user')
+
+    @classmethod
+    def table_query(cls):
+        activity = Pool().get('crm.activity').__table__()
+        activities = readable('crm.activity', cls._activity_domain())
+        rows = activity.select(
+            activity.id, activity.company, activity.user,
+            week_start(activity.start).as_('week'),
+            *(Case((activity.type == t, 1), else_=0).as_(c)
+                for t, c in ACTIVITY_COLUMNS),
+            where=activity.id.in_(activities) & date_range(activity.start))
+        return grouped(rows, ['company', 'user', 'week'],
+            *(Sum(getattr(rows, c)).as_(c) for _, c in ACTIVITY_COLUMNS),
+            Count().as_('total'))
+
+    def drill_down_domain(self):
+        start = dt.datetime.combine(self.week, dt.time())
+        return (self._activity_domain()
+            + self._keys_domain('company', 'user')
+            + [('start', '>=', start),
+                ('start', '<', start + dt.timedelta(days=7))]
+            + date_domain('start'))
