@@ -202,29 +202,42 @@ def report_currency():
         return Company(companies[0]).currency
 
 
-def converted(amount, company_column):
-    """amount (a column in the currency of the company of company_column)
-    in the report's currency at the rate of the context's end date (today
-    when none): a factor per company, known before the query runs"""
+def _factors(currencies):
+    """{currency: factor to the report's currency} at the rate of the
+    context's end date (today when none), for the currencies that differ"""
     pool = Pool()
-    Company = pool.get('company.company')
     Currency = pool.get('currency.currency')
     target = report_currency()
     if target is None:
-        return amount
+        return {}
     date = Transaction().context.get('to_date') or dt.date.today()
-    whens = []
+    unit = Decimal(1_000_000)
     with Transaction().set_context(date=min(date, dt.date.today())):
-        for company in Company.browse(context_companies()):
-            if company.currency == target:
-                continue
-            unit = Decimal(1_000_000)
-            rate = Currency.compute(
-                company.currency, unit, target, round=False) / unit
-            whens.append((company_column == company.id, amount * rate))
-    if not whens:
-        return amount
-    return Case(*whens, else_=amount)
+        return {currency: Currency.compute(
+                currency, unit, target, round=False) / unit
+            for currency in set(currencies) if currency != target}
+
+
+def converted(amount, company_column):
+    """amount (a column in the currency of the company of company_column)
+    in the report's currency: a factor per company, known before the query
+    runs"""
+    pool = Pool()
+    Company = pool.get('company.company')
+    companies = Company.browse(context_companies())
+    factors = _factors(c.currency for c in companies)
+    whens = [(company_column == c.id, amount * factors[c.currency])
+        for c in companies if c.currency in factors]
+    return Case(*whens, else_=amount) if whens else amount
+
+
+def converted_from(amount, currency_column, currencies):
+    """amount (a column in the currency of currency_column, one of
+    currencies) in the report's currency"""
+    factors = _factors(currencies)
+    whens = [(currency_column == c.id, amount * f)
+        for c, f in factors.items()]
+    return Case(*whens, else_=amount) if whens else amount
 
 
 def lead_revenue(lead):
