@@ -137,20 +137,29 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
     __string__ = "Scheduled Report"
 
     name = fields.Char("Name", required=True)
-    company = fields.Many2One('company.company', "Company", required=True,
-        help="The office whose figures the report counts.")
+    company = fields.Many2One('company.company', "Company",
+        help="The office whose figures the report counts.\n"
+        "Leave empty to count all the owner's companies together, "
+        "their amounts converted to the currency.")
     owner = fields.Many2One('res.user', "Owner", required=True,
         readonly=True,
         help="The report counts what this user may read.")
+    owner_companies = fields.Function(fields.Many2Many(
+            'company.company', None, None, "Owner's Companies"),
+        'on_change_with_owner_companies')
 
     analysis = fields.Selection('get_analyses', "Analysis", required=True)
     date_range = fields.Selection(DATE_RANGES, "Dates", required=True,
         sort=False, help="The dates counted, on the day of the sending.")
     period = fields.Selection(PERIODS, "Period", required=True, sort=False)
     team = fields.Many2One('crm.team', "Team",
-        domain=[('company', '=', Eval('company', -1))])
+        domain=[If(Eval('company'),
+                ('company', '=', Eval('company', -1)),
+                ('company', 'in', Eval('owner_companies', [])))])
     salesperson = fields.Many2One('res.user', "Salesperson",
-        domain=[('companies', '=', Eval('company', -1))])
+        domain=[If(Eval('company'),
+                ('companies', '=', Eval('company', -1)),
+                ('companies', 'in', Eval('owner_companies', [])))])
     currency = fields.Many2One('currency.currency', "Currency",
         required=True)
     format = fields.Selection([
@@ -161,7 +170,9 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
 
     users = fields.Many2Many('crm.report.subscription-res.user',
         'subscription', 'user', "Users",
-        domain=[('companies', '=', Eval('company', -1))],
+        domain=[If(Eval('company'),
+                ('companies', '=', Eval('company', -1)),
+                ('companies', 'in', Eval('owner_companies', [])))],
         help="The users who receive the report at their email address.")
     emails = fields.Text("Other Recipients",
         help="Email addresses, one a line.")
@@ -258,9 +269,19 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
 
     @fields.depends('company', 'currency', 'timezone')
     def on_change_company(self):
+        # Without a company (all the owner's companies) the currency and
+        # the timezone stay as they were: the amounts are converted to it
         if self.company:
             self.currency = self.company.currency
             self.timezone = self.company.timezone or self.timezone
+
+    @fields.depends('owner')
+    def on_change_with_owner_companies(self, name=None):
+        "The companies an all-companies report counts"
+        if self.owner:
+            with without_check_access():
+                return [c.id for c in self.owner.companies]
+        return []
 
     @classmethod
     def get_timezones(cls):
@@ -328,11 +349,25 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
             subscription.owner_check_company()
 
     def owner_check_company(self):
-        if self.company not in self.owner.companies:
+        if not self.company:
+            # All the owner's companies: they need one at least
+            if not self.owner.companies:
+                raise ValidationError(gettext(
+                        'crm_reports.msg_subscription_owner_no_company',
+                        user=self.owner.rec_name,
+                        subscription=self.rec_name))
+        elif self.company not in self.owner.companies:
             raise ValidationError(gettext(
                     'crm_reports.msg_subscription_owner_company',
                     user=self.owner.rec_name, subscription=self.rec_name,
                     company=self.company.rec_name))
+
+    def report_companies(self):
+        """The ids of the companies the report counts: its company, else
+        all the companies of its owner"""
+        if self.company:
+            return [self.company.id]
+        return [c.id for c in self.owner.companies]
 
     @classmethod
     def check_modification(
@@ -434,7 +469,8 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
         "The context of the analysis on the day today"
         from_date, to_date = relative_dates(self.date_range, today)
         return {
-            'company': self.company.id,
+            # None: all the companies of the owner (as_owner), converted
+            'company': self.company.id if self.company else None,
             'currency': self.currency.id,
             'from_date': from_date,
             'to_date': to_date,
@@ -445,7 +481,8 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
 
     def as_owner(self):
         """Act as the owner, their access rules applied, in the company of
-        the subscription and the owner's language"""
+        the subscription (without one: in all of the owner's companies,
+        whatever their company filter) and the owner's language"""
         owner = self.owner
         if not owner.active:
             raise ReportError(gettext(
@@ -456,11 +493,12 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
         stack = ExitStack()
         stack.enter_context(transaction.set_user(owner.id))
         # _companies: the owner's companies cached for another current
-        # company must not decide what this office counts (checked above)
+        # company must not decide what this office counts (checked above);
+        # the company rules of the analyses read it as `companies`
         stack.enter_context(transaction.set_context(
                 _check_access=True,
-                company=self.company.id,
-                _companies=[self.company.id],
+                company=self.company.id if self.company else None,
+                _companies=self.report_companies(),
                 language=self.language()))
         return stack
 
@@ -477,6 +515,7 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
         pool = Pool()
         Lang = pool.get('ir.lang')
         IrModel = pool.get('ir.model')
+        Company = pool.get('company.company')
         zone = tz.ZoneInfo(self.timezone) if self.timezone else tz.UTC
         now = dt.datetime.now(tz.UTC).astimezone(zone)
         context = self.analysis_context(now.date())
@@ -487,11 +526,18 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
                 columns, records, getters = _table(Analysis, zone)
                 chart = _chart(Analysis, records, lang)
                 rows = [[getter(r) for getter in getters] for r in records]
+            if self.company:
+                company = self.company.rec_name
+            else:
+                company = gettext('crm_reports.msg_report_all_companies',
+                    companies=', '.join(sorted(c.rec_name
+                            for c in Company.browse(
+                                self.report_companies()))))
             report = render.Report(
                 title=self.name,
                 subtitle=IrModel.get_names().get(
                     self.analysis, self.analysis),
-                company=self.company.rec_name,
+                company=company,
                 filters=self.filters(context, lang),
                 date=now.replace(tzinfo=None),
                 columns=columns,

@@ -8,6 +8,7 @@ import email
 import io
 import socket
 import unittest
+from contextlib import ExitStack
 from decimal import Decimal
 from email.policy import default as default_policy
 
@@ -16,12 +17,14 @@ from openpyxl import load_workbook
 
 from trytond import config
 from trytond.model.exceptions import AccessError, ValidationError
+from trytond.modules.company.tests import create_company, set_company
+from trytond.modules.currency.tests import add_currency_rate, create_currency
 from trytond.pool import Pool
 from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
 from crm_core.tests.tools import (
-    CrmDatabaseTestCase, CrmSetup, create_party, smtp_server)
+    CrmDatabaseTestCase, CrmSetup, create_party, create_user, smtp_server)
 
 from crm_reports.subscription import (
     MAX_ATTEMPTS, RETRY_DELAYS, check_email, next_run, parse_emails,
@@ -630,3 +633,198 @@ class SubscriptionTestCase(CrmDatabaseTestCase):
         self.assertEqual((sending.state, sending.attempts, sending.error),
             ('sent', 2, None))
         self.assertEqual(len(smtp.messages), 1)
+
+
+class ConsolidatedSubscriptionTestCase(CrmDatabaseTestCase):
+    """Scheduled reports of all the owner's companies together: headquarters
+    in dollars and an office in euros (2 euros a dollar)"""
+    modules = ['crm_reports']
+    setup = SubscriptionTestCase.setup
+
+    def setUp(self):
+        super().setUp()
+        set_config(self, 'email', 'from', 'reports@crm.example.com')
+
+    def headquarters(self):
+        """The pipeline of Dunder Mifflin (setup, dollars) and of an office
+        (euros); Hannah of headquarters manages both companies, Olga the
+        office only"""
+        pool = Pool()
+        User = pool.get('res.user')
+        Lead = pool.get('crm.lead')
+        Company = pool.get('company.company')
+        crm = self.setup()
+        euro = create_currency('eur')
+        add_currency_rate(euro, 2)
+        office = create_company("Paris Office", currency=euro)
+        office = Company(office.id)
+        hannah = create_user('hannah', crm.company, group='group_crm_manager')
+        User.write([hannah], {
+                'companies': [('add', [office.id])],
+                'email': 'hannah@example.com',
+                })
+        olga = create_user('olga', office, group='group_crm_manager')
+        User.write([olga], {'email': 'olga@example.com'})
+        party = create_party("Zut")
+        start, end = last_month_days()
+        with set_company(office):
+            Lead.create([{
+                        'name': f"Affaire {i}", 'type': 'opportunity',
+                        'company': office.id, 'party': party.id,
+                        'owner': olga.id, 'stage': crm.stage(stage).id,
+                        'expected_revenue': Decimal(revenue),
+                        'expected_close': close,
+                        } for i, (stage, revenue, close) in enumerate([
+                            ('Qualified', 4400, start),
+                            ('Proposition', 900, None),
+                            ])])
+        return crm, office, User(hannah.id), User(olga.id)
+
+    def as_member(self, user, company):
+        "Act as the user in the company through the client"
+        transaction = Transaction()
+        stack = ExitStack()
+        stack.enter_context(transaction.set_user(user.id))
+        stack.enter_context(transaction.set_context(
+                _check_access=True, company=company.id))
+        return stack
+
+    def consolidated(self, user, company, **values):
+        "A subscription without company, made by the user"
+        Subscription = Pool().get('crm.report.subscription')
+        values.setdefault('name', "Group pipeline")
+        values.setdefault('analysis', 'crm.report.pipeline')
+        values.setdefault('users', [('add', [user.id])])
+        with self.as_member(user, company):
+            subscription, = Subscription.create([{
+                        'company': None,
+                        'currency': company.currency.id,
+                        **values}])
+        return Subscription(subscription.id)
+
+    def sent_mail(self, smtp, subscription):
+        "Send the subscription now; its email (one sent)"
+        Subscription = Pool().get('crm.report.subscription')
+        Sending = Pool().get('crm.report.sending')
+        Subscription.send_now([subscription])
+        run_tasks()
+        sending, = Sending.search([('subscription', '=', subscription.id)])
+        self.assertEqual((sending.state, sending.error), ('sent', None))
+        message, = smtp.messages
+        return message, email.message_from_bytes(
+            message.original_content, policy=default_policy)
+
+    @with_transaction()
+    def test_headquarters_pdf_converted(self):
+        """Headquarters' report without company counts both companies
+        together, the office's euros in dollars at the rate"""
+        pool = Pool()
+        Pipeline = pool.get('crm.report.pipeline')
+        smtp = smtp_server(self)
+        crm, office, hannah, olga = self.headquarters()
+        # Recipients of both companies: those of the owner's companies
+        subscription = self.consolidated(hannah, crm.company,
+            users=[('add', [hannah.id, olga.id, crm.alice.id])])
+        self.assertIsNone(subscription.company)
+        self.assertEqual(
+            sorted(c.id for c in subscription.owner_companies),
+            sorted([crm.company.id, office.id]))
+        message, mail = self.sent_mail(smtp, subscription)
+        self.assertEqual(sorted(message.rcpt_tos), [
+                'alice@example.com', 'hannah@example.com',
+                'olga@example.com'])
+        self.assertIn(
+            "All companies (Dunder Mifflin, Paris Office)",
+            mail.get_body().get_content())
+        _, data = attachment(mail)
+        text = pdf_text(data)
+        self.assertIn("All companies (Dunder Mifflin, Paris Office)", text)
+
+        dollars = 1000 + 2500 + 4000 + 300 + 7000 + 650
+        euros = 4400 + 900
+        # The office's figures converted: 2 euros a dollar
+        for amount in [2200, 450]:
+            self.assertIn(money(amount), text)
+        for amount in [4400, 900, euros]:
+            self.assertNotIn(money(amount), text)
+        self.assertIn(money(dollars + euros / 2), text)
+        self.assertNotIn(money(dollars), text)
+        # What the analysis counts for Hannah in all her companies
+        start, end = previous_month()
+        with self.as_member(hannah, crm.company), Transaction().set_context(
+                company=None, _companies=[crm.company.id, office.id],
+                currency=crm.company.currency.id, from_date=start,
+                to_date=end, period='month'):
+            rows = Pipeline.search([])
+            self.assertEqual(
+                sum(r.expected for r in rows), dollars + euros / 2)
+            self.assertEqual({r.company for r in rows}, {crm.company, office})
+        for row in rows:
+            self.assertIn(money(row.expected), text)
+
+    @with_transaction()
+    def test_office_counts_its_company_only(self):
+        """An office's report without company counts the office only: the
+        companies are the owner's; another company cannot be set"""
+        pool = Pool()
+        Subscription = pool.get('crm.report.subscription')
+        smtp = smtp_server(self)
+        crm, office, hannah, olga = self.headquarters()
+        # Another company: the company rule refuses it (and the owner's
+        # companies would not validate)
+        with self.as_member(olga, office):
+            with self.assertRaises(AccessError):
+                Subscription.create([{
+                            'name': "Theirs", 'company': crm.company.id,
+                            'currency': office.currency.id,
+                            'analysis': 'crm.report.pipeline',
+                            'emails': 'olga@example.com'}])
+        # A recipient of a company that is not hers
+        with self.assertRaises(ValidationError):
+            self.consolidated(olga, office,
+                users=[('add', [olga.id, crm.alice.id])])
+        subscription = self.consolidated(olga, office, format='csv')
+        self.assertEqual(subscription.currency, office.currency)
+        _, mail = self.sent_mail(smtp, subscription)
+        self.assertIn("All companies (Paris Office)",
+            mail.get_body().get_content())
+        _, data = attachment(mail)
+        rows = list(csv.DictReader(io.StringIO(data.decode('utf-8-sig'))))
+        self.assertEqual(
+            sorted((r['Stage'], r['Salesperson'], r['Expected Revenue'])
+                for r in rows),
+            [("Proposition", "Olga", "900.00"),
+                ("Qualified", "Olga", "4400.00")])
+
+    @with_transaction()
+    def test_consolidated_visible_to(self):
+        """A report without company: its owner sees it, and managers who
+        see all of its owner's companies; not an office's manager"""
+        pool = Pool()
+        User = pool.get('res.user')
+        Subscription = pool.get('crm.report.subscription')
+        crm, office, hannah, olga = self.headquarters()
+        group = self.consolidated(hannah, crm.company)
+        offices = self.consolidated(olga, office, name="Office pipeline")
+        with self.as_member(hannah, crm.company):
+            # Her company filter shows the current company only
+            self.assertEqual(Subscription.search([]), [group])
+        User.write([hannah], {'company_filter': 'all'})
+        with self.as_member(hannah, crm.company):
+            self.assertEqual(set(Subscription.search([])), {group, offices})
+        with self.as_member(olga, office):
+            self.assertEqual(Subscription.search([]), [offices])
+            with self.assertRaises(AccessError):
+                Subscription.read([group.id], ['name'])
+        with crm.as_user(crm.manager):
+            self.assertEqual(Subscription.search([]), [])
+        # A manager of both companies who sees both
+        User.write([crm.manager], {
+                'companies': [('add', [office.id])],
+                'company_filter': 'all'})
+        with crm.as_user(crm.manager):
+            self.assertEqual(
+                set(Subscription.search([])), {group, offices})
+        # A salesperson sees only their own
+        with crm.as_user(crm.alice):
+            self.assertEqual(Subscription.search([]), [])
