@@ -4,6 +4,7 @@ status for occupancy reports."""
 import datetime as dt
 
 from sql import Null
+from sql.functions import CurrentTimestamp
 
 from trytond.i18n import gettext
 from trytond.model import (
@@ -181,7 +182,11 @@ class Agent(DeactivableMixin, ModelSQL, ModelView):
             return
         log = Log.__table__()
         cursor = Transaction().connection.cursor()
-        cursor.execute(*log.update([log.end], [now],
+        # Stamped as the ORM would: reports count statuses written since
+        # their summaries' refresh from the records
+        cursor.execute(*log.update(
+                [log.end, log.write_date, log.write_uid],
+                [now, CurrentTimestamp(), Transaction().user],
                 where=log.agent.in_([a.id for a in agents])
                 & (log.end == Null)))
         Log.create([{

@@ -35,6 +35,13 @@ class _SQLiteDate(Function):
     _function = 'DATE'
 
 
+def date_of(column):
+    "The date of a timestamp column, on both backends"
+    if backend.name == 'sqlite':
+        return _SQLiteDate(column)
+    return Cast(column, 'DATE')
+
+
 def month_start(column):
     """The first day (a date) of the month of a timestamp column, on both
     backends: SQLite has no DATE cast"""

@@ -3,21 +3,29 @@ statuses the reader may read: the inbound calls of each queue by hour of
 the day, and each agent's occupancy per period."""
 import datetime as dt
 
-from sql import Literal, Null
-from sql.aggregate import Avg, Count, Min, Sum
-from sql.conditionals import Case, Coalesce
+from sql import Literal, Null, Union
+from sql.aggregate import Count, Min, Sum
+from sql.conditionals import Case, Coalesce, NullIf
 
-from trytond.model import ModelSQL, ModelView, fields
-from trytond.pool import Pool
+from trytond.model import Index, ModelSQL, ModelView, fields
+from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import hour_of, seconds_between
+from crm_core.sqltools import date_of, hour_of, seconds_between
 
 from .common import (
     AnalysisMixin, context_companies, date_domain, date_range,
-    period_domain, period_of, rate, readable)
+    period_domain, period_of, rate, readable_rows)
+from .summary import DaySummary, union_id
 
 BUSY = ['ringing', 'on_call', 'wrap_up']
+# The calls counted per hour and queue: calls still ringing are counted
+# once they end
+CALLS_COUNTED = [
+    ('direction', '=', 'inbound'),
+    ('queue', '!=', None),
+    ('state', '!=', 'ringing'),
+    ]
 
 
 def call_domain():
@@ -64,36 +72,50 @@ class CallHour(AnalysisMixin, ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        Call = pool.get('callcenter.call')
         Queue = pool.get('callcenter.queue')
-        call = Call.__table__()
+        Summary = pool.get('crm.report.call_summary')
         queue = Queue.__table__()
-        calls = readable('callcenter.call', call_domain() + [
-                ('direction', '=', 'inbound'),
-                ('queue', '!=', None),
-                # Calls still ringing are counted once they end
-                ('state', '!=', 'ringing'),
-                ])
+        live_from = Summary.live_from(call_domain())
+        call, calls, where = readable_rows(
+            'callcenter.call', call_domain() + CALLS_COUNTED)
+        where &= date_range(call.created)
+        if live_from:
+            where &= call.created >= dt.datetime.combine(live_from, dt.time())
         answered = call.answered != Null
-        rows = call.join(queue, condition=call.queue == queue.id).select(
-            call.id, call.company, call.queue,
-            hour_of(call.created).as_('hour'),
-            Case((answered, 1), else_=0).as_('answered'),
-            Case((call.state == 'abandoned', 1), else_=0).as_('abandoned'),
-            Case((answered
-                    & (Coalesce(call.wait_seconds, 0)
-                        <= queue.service_level_seconds), 1),
-                else_=0).as_('in_time'),
-            Case((answered, call.talk_seconds), else_=Null).as_('talk'),
-            where=call.id.in_(calls) & date_range(call.created))
+        talk = Case((answered, call.talk_seconds), else_=Null)
+        parts = [calls.join(queue, condition=call.queue == queue.id).select(
+                union_id(call, False).as_('id'), call.company, call.queue,
+                hour_of(call.created).as_('hour'),
+                Literal(1).as_('offered'),
+                Case((answered, 1), else_=0).as_('answered'),
+                Case((call.state == 'abandoned', 1), else_=0).as_(
+                    'abandoned'),
+                Case((answered
+                        & (Coalesce(call.wait_seconds, 0)
+                            <= queue.service_level_seconds), 1),
+                    else_=0).as_('in_time'),
+                Coalesce(talk, 0).as_('talk_seconds'),
+                Case((talk != Null, 1), else_=0).as_('talked'),
+                where=where)]
+        if live_from:
+            summary, summaries, where = readable_rows(
+                'callcenter.call', call_domain(), on=Summary.__name__)
+            parts.append(summaries.select(
+                    union_id(summary, True).as_('id'), summary.company,
+                    summary.queue, summary.hour, summary.offered,
+                    summary.answered, summary.abandoned, summary.in_time,
+                    summary.talk_seconds, summary.talked,
+                    where=where & (summary.day < live_from)
+                    & date_range(summary.day, timestamp=False)))
+        rows = Union(*parts, all_=True) if len(parts) > 1 else parts[0]
         return rows.select(
             Min(rows.id).as_('id'), rows.company, rows.queue, rows.hour,
-            Count().as_('offered'),
+            Sum(rows.offered).as_('offered'),
             Sum(rows.answered).as_('answered'),
             Sum(rows.abandoned).as_('abandoned'),
             Sum(rows.in_time).as_('in_time'),
-            cls.average_handle.sql_cast(Avg(rows.talk)).as_(
-                'average_handle'),
+            (cls.average_handle.sql_cast(Sum(rows.talk_seconds))
+                / NullIf(Sum(rows.talked), 0)).as_('average_handle'),
             group_by=[rows.company, rows.queue, rows.hour])
 
     @classmethod
@@ -104,9 +126,7 @@ class CallHour(AnalysisMixin, ModelSQL, ModelView):
             }
 
     def drill_down_domain(self):
-        domain = call_domain() + [
-            ('direction', '=', 'inbound'),
-            ('state', '!=', 'ringing'),
+        domain = call_domain() + CALLS_COUNTED + [
             ('queue', '=', self.queue.id),
             ('company', '=', self.company.id),
             ]
@@ -152,30 +172,45 @@ class AgentOccupancy(AnalysisMixin, ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        Status = pool.get('callcenter.agent.status')
         Agent = pool.get('callcenter.agent')
-        status = Status.__table__()
+        Summary = pool.get('crm.report.agent_status_summary')
         agent = Agent.__table__()
-        statuses = readable('callcenter.agent.status', cls._domain())
-        now = dt.datetime.now()
-        hours = seconds_between(
-            status.start, Coalesce(status.end, Literal(now))) / 3600
+        domain = cls._domain()
+        live_from = Summary.live_from(domain)
+        status, statuses, where = readable_rows(
+            'callcenter.agent.status', domain)
+        where &= date_range(status.start)
+        if live_from:
+            # The statuses not ended at the refresh are not summarized
+            where &= ((status.start >= dt.datetime.combine(
+                        live_from, dt.time())) | (status.end == Null))
+        seconds = seconds_between(
+            status.start, Coalesce(status.end, Literal(dt.datetime.now())))
+        parts = [statuses.select(
+                union_id(status, False).as_('id'), status.agent,
+                period_of(status.start).as_('period'), status.status,
+                seconds.as_('seconds'), where=where)]
+        if live_from:
+            summary, summaries, where = readable_rows(
+                'callcenter.agent.status', domain, on=Summary.__name__)
+            parts.append(summaries.select(
+                    union_id(summary, True).as_('id'), summary.agent,
+                    period_of(summary.day).as_('period'), summary.status,
+                    summary.seconds,
+                    where=where & (summary.day < live_from)
+                    & date_range(summary.day, timestamp=False)))
+        rows = Union(*parts, all_=True) if len(parts) > 1 else parts[0]
 
-        def of(names):
-            return Case((status.status.in_(names), hours), else_=0)
-        rows = status.join(agent, condition=status.agent == agent.id).select(
-            status.id, agent.company, status.agent,
-            period_of(status.start).as_('period'),
-            of(BUSY).as_('busy'), of(['available']).as_('available'),
-            of(['paused']).as_('paused'),
-            where=status.id.in_(statuses) & date_range(status.start))
-        return rows.select(
-            Min(rows.id).as_('id'), rows.company, rows.agent, rows.period,
-            cls.busy_hours.sql_cast(Sum(rows.busy)).as_('busy_hours'),
-            cls.available_hours.sql_cast(Sum(rows.available)).as_(
-                'available_hours'),
-            cls.paused_hours.sql_cast(Sum(rows.paused)).as_('paused_hours'),
-            group_by=[rows.company, rows.agent, rows.period])
+        def hours(names):
+            return cls.busy_hours.sql_cast(Sum(Case(
+                        (rows.status.in_(names), rows.seconds), else_=0))
+                / 3600)
+        return rows.join(agent, condition=rows.agent == agent.id).select(
+            Min(rows.id).as_('id'), agent.company, rows.agent, rows.period,
+            hours(BUSY).as_('busy_hours'),
+            hours(['available']).as_('available_hours'),
+            hours(['paused']).as_('paused_hours'),
+            group_by=[agent.company, rows.agent, rows.period])
 
     def get_occupancy(self, name):
         busy, available = self.busy_hours or 0, self.available_hours or 0
@@ -184,3 +219,93 @@ class AgentOccupancy(AnalysisMixin, ModelSQL, ModelView):
     def drill_down_domain(self):
         return self._domain() + [('agent', '=', self.agent.id)] + (
             period_domain('start', self.period, timestamp=True) if self.period else [])
+
+
+class CallSummary(DaySummary):
+    """The totals of the inbound calls of a queue per agent, day and hour:
+    the days before the horizon of Calls per Hour and Queue"""
+    __name__ = 'crm.report.call_summary'
+    __string__ = "Call Summary"
+    _source = 'callcenter.call'
+    _source_time = 'created'
+
+    company = fields.Many2One('company.company', "Company", required=True)
+    queue = fields.Many2One('callcenter.queue', "Queue", required=True)
+    user = fields.Many2One('res.user', "Agent")
+    hour = fields.Integer("Hour", required=True)
+    offered = fields.Integer("Offered")
+    answered = fields.Integer("Answered")
+    abandoned = fields.Integer("Abandoned")
+    in_time = fields.Integer("Answered in Time")
+    talk_seconds = fields.Integer("Talk Seconds")
+    talked = fields.Integer("Talked", help="Answered calls with a talk time.")
+
+    @classmethod
+    def _summarize(cls, call, where):
+        Queue = Pool().get('callcenter.queue')
+        queue = Queue.__table__()
+        answered = call.answered != Null
+        talk = Case((answered, call.talk_seconds), else_=Null)
+        columns = [call.company, call.queue, call.user,
+            date_of(call.created), hour_of(call.created)]
+        Call = Pool().get('callcenter.call')
+        _, counted = Call.search_domain(
+            CALLS_COUNTED, active_test=False, tables={None: (call, None)})
+        return ['company', 'queue', 'user', 'day', 'hour', 'offered',
+            'answered', 'abandoned', 'in_time', 'talk_seconds', 'talked'], (
+            call.join(queue, condition=call.queue == queue.id).select(
+                *columns, Count(),
+                Sum(Case((answered, 1), else_=0)),
+                Sum(Case((call.state == 'abandoned', 1), else_=0)),
+                Sum(Case((answered
+                            & (Coalesce(call.wait_seconds, 0)
+                                <= queue.service_level_seconds), 1),
+                        else_=0)),
+                Sum(Coalesce(talk, 0)),
+                Sum(Case((talk != Null, 1), else_=0)),
+                where=where & counted, group_by=columns))
+
+
+class AgentStatusSummary(DaySummary):
+    """The seconds of each agent in each status per day (of the status's
+    start), for the ended statuses: the days before the horizon of Agent
+    Occupancy"""
+    __name__ = 'crm.report.agent_status_summary'
+    __string__ = "Agent Status Summary"
+    _source = 'callcenter.agent.status'
+    _source_time = 'start'
+
+    agent = fields.Many2One('callcenter.agent', "Agent", required=True)
+    status = fields.Char("Status", required=True)
+    seconds = fields.Float("Seconds")
+
+    @classmethod
+    def _summarize(cls, status, where):
+        columns = [status.agent, date_of(status.start), status.status]
+        return ['agent', 'day', 'status', 'seconds'], status.select(
+            *columns, Sum(seconds_between(status.start, status.end)),
+            where=where & (status.end != Null), group_by=columns)
+
+
+class Call(metaclass=PoolMeta):
+    __name__ = 'callcenter.call'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        # The calls written since the summary's refresh are counted live
+        cls._sql_indexes.add(Index(
+                t, (Coalesce(t.write_date, t.create_date), Index.Range())))
+
+
+class AgentStatus(metaclass=PoolMeta):
+    __name__ = 'callcenter.agent.status'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        # The statuses written since the summary's refresh are counted live
+        cls._sql_indexes.add(Index(
+                t, (Coalesce(t.write_date, t.create_date), Index.Range())))

@@ -18,7 +18,7 @@ from trytond.transaction import Transaction
 
 from .common import (
     AnalysisMixin, context_companies, context_period, converted,
-    lead_domain, period_domain, period_of, readable)
+    lead_domain, period_domain, period_of, readable, readable_rows)
 from .exceptions import TargetValidationError
 from .sales import CurrencyMixin
 
@@ -275,7 +275,6 @@ class Forecast(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
     def table_query(cls):
         pool = Pool()
         Target = pool.get('crm.target')
-        Lead = pool.get('crm.lead')
         target = Target.__table__()
         # Grouped outside: PostgreSQL does not see the period's expression
         # in the select and in the group by as one (their parameters)
@@ -289,7 +288,7 @@ class Forecast(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             rows.period, Sum(rows.amount).as_('target'),
             group_by=[rows.company, rows.user, rows.team, rows.period])
 
-        facts = cls._lead_facts(Lead.__table__())
+        facts = cls._lead_facts()
         by_user = facts.select(
             facts.company, facts.owner, facts.period,
             Sum(facts.won).as_('won'), Sum(facts.weighted).as_('weighted'),
@@ -323,7 +322,7 @@ class Forecast(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
                 'last_year'))
 
     @classmethod
-    def _lead_facts(cls, lead):
+    def _lead_facts(cls):
         """Rows of (company, owner, team, period, won, weighted,
         last_year) of the readable leads: a won deal counts in the period
         of its close and, as last year's, in the period a year later; an
@@ -331,7 +330,7 @@ class Forecast(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
         close"""
         context = Transaction().context
         period = context_period()
-        leads = lead.id.in_(readable('crm.lead', lead_domain()))
+        lead, leads_from, leads = readable_rows('crm.lead', lead_domain())
         amount = converted(Coalesce(lead.expected_revenue, 0), lead.company)
         # Only the leads of the periods the targets may cover
         start = end = None
@@ -362,17 +361,17 @@ class Forecast(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
         columns = [lead.company, lead.owner, lead.team]
         # The type for PostgreSQL's union: a bare NULL parameter has none
         none = Cast(Literal(None), 'NUMERIC')
-        won = lead.select(*columns,
+        won = leads_from.select(*columns,
             period_of(lead.date_closed).as_('period'),
             amount.as_('won'), none.as_('weighted'), none.as_('last_year'),
             where=leads & (lead.state == 'won')
             & within(lead.date_closed))
-        last_year = lead.select(*columns,
+        last_year = leads_from.select(*columns,
             year_later(period_of(lead.date_closed)).as_('period'),
             none.as_('won'), none.as_('weighted'), amount.as_('last_year'),
             where=leads & (lead.state == 'won')
             & within(lead.date_closed, years_before=1))
-        weighted = lead.select(*columns,
+        weighted = leads_from.select(*columns,
             period_of(lead.expected_close).as_('period'),
             none.as_('won'),
             (amount * Coalesce(lead.probability, 0) / 100).as_('weighted'),

@@ -12,7 +12,7 @@ from crm_core.sqltools import seconds_between
 
 from .common import (
     AnalysisMixin, context_companies, date_range, period_domain, period_of,
-    rate, readable)
+    rate, readable_rows)
 
 
 class Ticket(AnalysisMixin, ModelSQL, ModelView):
@@ -62,13 +62,12 @@ class Ticket(AnalysisMixin, ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        Ticket = pool.get('helpdesk.ticket')
         Stage = pool.get('helpdesk.stage')
-        ticket = Ticket.__table__()
         stage = Stage.__table__()
-        tickets = readable('helpdesk.ticket', cls._domain())
+        ticket, tickets, where = readable_rows(
+            'helpdesk.ticket', cls._domain())
         closed_sla = (ticket.closed != Null) & (ticket.sla_status != Null)
-        rows = ticket.join(stage, 'LEFT',
+        rows = tickets.join(stage, 'LEFT',
             condition=ticket.stage == stage.id).select(
             ticket.id, ticket.company, ticket.team,
             period_of(ticket.opened).as_('period'),
@@ -83,7 +82,7 @@ class Ticket(AnalysisMixin, ModelSQL, ModelView):
             (seconds_between(ticket.opened, ticket.solved) / 3600
                 ).as_('resolution'),
             ticket.rating.cast('INTEGER').as_('rating'),
-            where=ticket.id.in_(tickets) & date_range(ticket.opened))
+            where=where & date_range(ticket.opened))
         return rows.select(
             Min(rows.id).as_('id'), rows.company, rows.team, rows.period,
             Count().as_('opened'),

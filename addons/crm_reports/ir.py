@@ -24,3 +24,6 @@ class Cron(metaclass=PoolMeta):
         cls.method.selection.append(
             ('crm.report.subscription|send_due',
                 "Send Scheduled Reports"))
+        cls.method.selection.append(
+            ('crm.report.summary.refresh|refresh',
+                "Refresh Report Summaries"))

@@ -7,7 +7,6 @@ from sql import Literal, Null, Window
 from sql.aggregate import Avg, Count, Max, Min, Sum
 from sql.conditionals import Case, Coalesce
 from sql.functions import Lead as Next
-from sql.operators import Exists
 
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.modules.currency.fields import Monetary
@@ -20,7 +19,7 @@ from crm_core.sqltools import seconds_between, week_start
 from .common import (
     AnalysisMixin, CurrencyMixin, context_companies, date_domain,
     date_range, grouped, lead_domain, lead_revenue, period_domain,
-    period_of, rate, readable, report_currency, user_domain)
+    period_of, rate, readable, readable_rows, report_currency, user_domain)
 
 DAY = 86400
 
@@ -50,21 +49,18 @@ class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        pool = Pool()
-        Lead = pool.get('crm.lead')
-        lead = Lead.__table__()
-        leads = readable('crm.lead', lead_domain() + [
+        lead, leads, where = readable_rows('crm.lead', lead_domain() + [
                 ('state', '=', 'open'),
                 ('type', '=', 'opportunity'),
                 ])
         expected = lead_revenue(lead)
-        rows = lead.select(
+        rows = leads.select(
             lead.id, lead.company, lead.stage, lead.owner, lead.team,
             period_of(lead.expected_close).as_('period'),
             expected.as_('expected'),
             (expected * Coalesce(lead.probability, 0) / 100).as_(
                 'weighted'),
-            where=lead.id.in_(leads)
+            where=where
             & (date_range(lead.expected_close, timestamp=False)
                 | (lead.expected_close == Null)))
         return grouped(rows,
@@ -116,13 +112,12 @@ class NewOpportunity(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        lead = Pool().get('crm.lead').__table__()
-        leads = readable('crm.lead', cls._lead_domain())
-        rows = lead.select(
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        rows = leads.select(
             lead.id, lead.company, lead.owner, lead.team,
             period_of(lead.date_conversion).as_('period'),
             lead_revenue(lead).as_('expected'),
-            where=lead.id.in_(leads) & date_range(lead.date_conversion))
+            where=where & date_range(lead.date_conversion))
         return grouped(rows, ['company', 'period', 'owner', 'team'],
             Count().as_('count'),
             Sum(rows.expected).as_('expected'))
@@ -192,15 +187,14 @@ class OpenQuote(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        lead = Pool().get('crm.lead').__table__()
-        leads = readable('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
         *younger, oldest = AGE_BANDS
         age = Case(*((lead.quotation_date >= cls._age_range(a)[0], a)
                 for a in younger), else_=oldest)
-        rows = lead.select(
+        rows = leads.select(
             lead.id, lead.company, lead.owner, lead.team, age.as_('age'),
             lead_revenue(lead).as_('expected'),
-            where=lead.id.in_(leads)
+            where=where
             & (lead.quotation_date < cls._age_range(younger[0])[1]))
         return grouped(rows, ['company', 'age', 'owner', 'team'],
             Count().as_('count'),
@@ -255,10 +249,9 @@ class WonLost(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        lead = Pool().get('crm.lead').__table__()
-        leads = readable('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
         won = lead.state == 'won'
-        rows = lead.select(
+        rows = leads.select(
             lead.id, lead.company, lead.owner, lead.team,
             period_of(lead.date_closed).as_('period'),
             Case((won, 1), else_=0).as_('won'),
@@ -266,7 +259,7 @@ class WonLost(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             Case((won, lead_revenue(lead)), else_=0).as_('won_revenue'),
             Case((won, seconds_between(lead.create_date, lead.date_closed)
                     / DAY), else_=Null).as_('cycle'),
-            where=lead.id.in_(leads) & date_range(lead.date_closed))
+            where=where & date_range(lead.date_closed))
         return grouped(rows, ['company', 'period', 'owner', 'team'],
             Sum(rows.won).as_('won'),
             Sum(rows.lost).as_('lost'),
@@ -324,46 +317,46 @@ class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
         pool = Pool()
         History = pool.get('crm.lead.history')
         Stage = pool.get('crm.stage')
-        lead = pool.get('crm.lead').__table__()
         history = History.__table__()
-        later = History.__table__()
         stage = Stage.__table__()
-        later_stage = Stage.__table__()
-        leads = readable('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
         now = dt.datetime.now()
+        order = [history.date.asc, history.id.asc]
+        # The lead's changes from this one on: one pass over the history
+        # instead of a look-up of the later changes per lead and stage
+        following = Window([history.lead], order_by=order, frame='ROWS',
+            start=0, end=None)
+        same_stage = Window([history.lead, history.to_stage], order_by=order,
+            frame='ROWS', start=0, end=None)
+        sequence = Coalesce(stage.sequence, 0)
+        won = Case((history.to_state == 'won', 1), else_=0)
         # Each stay in a stage ends with the lead's next change
-        stays = history.select(
-            history.id, history.lead, history.to_stage.as_('stage'),
-            history.to_state, history.date,
+        stays = leads.join(history, condition=history.lead == lead.id
+            ).join(stage, condition=history.to_stage == stage.id).select(
+            history.id, lead.company, history.lead,
+            history.to_stage.as_('stage'), history.to_state, history.date,
             Next(history.date, window=Window([history.lead],
-                    order_by=[history.date.asc, history.id.asc])
-                ).as_('until'),
-            where=history.lead.in_(leads))
+                    order_by=order)).as_('until'),
+            sequence.as_('sequence'),
+            Max(Case((history.to_state == 'open', sequence)),
+                window=following).as_('highest'),
+            Sum(won, window=following).as_('wins'),
+            Sum(won, window=same_stage).as_('wins_here'),
+            where=where)
         seconds = Case(
             (stays.until != Null, seconds_between(stays.date, stays.until)),
             (stays.to_state == 'open',
                 seconds_between(stays.date, Literal(now))),
             else_=Null)
-        per_lead = stays.join(lead, condition=stays.lead == lead.id).select(
-            Min(stays.id).as_('id'), lead.company, stays.lead, stays.stage,
-            Min(stays.date).as_('reached'),
-            Sum(seconds).as_('seconds'),
-            group_by=[lead.company, stays.lead, stays.stage])
-        went_on = Exists(later.join(later_stage,
-                condition=later.to_stage == later_stage.id).select(
-                Literal(1),
-                where=(later.lead == per_lead.lead)
-                & (later.date >= per_lead.reached)
-                & (later.to_stage != per_lead.stage)
-                & ((later.to_state == 'won')
-                    | ((later.to_state == 'open')
-                        & (Coalesce(later_stage.sequence, 0)
-                            > Coalesce(stage.sequence, 0))))))
-        rows = per_lead.join(stage, condition=per_lead.stage == stage.id
-            ).select(
-            per_lead.id, per_lead.company, per_lead.stage,
-            Case((went_on, 1), else_=0).as_('went_on'),
-            (per_lead.seconds / DAY).as_('days'))
+        # From its first stay in the stage, the lead went on to an open
+        # stage of a higher sequence or was won (in another stage)
+        went_on = Case(((stays.highest > stays.sequence)
+                | (stays.wins > stays.wins_here), 1), else_=0)
+        rows = stays.select(
+            Min(stays.id).as_('id'), stays.company, stays.lead, stays.stage,
+            Max(went_on).as_('went_on'),
+            (Sum(seconds) / DAY).as_('days'),
+            group_by=[stays.company, stays.lead, stays.stage])
         return grouped(rows, ['company', 'stage'],
             Count().as_('reached'),
             Sum(rows.went_on).as_('went_on'),
@@ -404,12 +397,11 @@ class LostSales(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        lead = Pool().get('crm.lead').__table__()
-        leads = readable('crm.lead', cls._lead_domain())
-        rows = lead.select(
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        rows = leads.select(
             lead.id, lead.company, lead.lost_reason, lead.competitor,
             lead_revenue(lead).as_('revenue'),
-            where=lead.id.in_(leads) & date_range(lead.date_closed))
+            where=where & date_range(lead.date_closed))
         return grouped(rows, ['company', 'lost_reason', 'competitor'],
             Count().as_('count'),
             Sum(rows.revenue).as_('revenue'))
@@ -457,7 +449,6 @@ class Neglected(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
     def table_query(cls):
         pool = Pool()
         Activity = pool.get('crm.activity')
-        lead = pool.get('crm.lead').__table__()
         planned = Activity.__table__()
         done = Activity.__table__()
 
@@ -467,16 +458,16 @@ class Neglected(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
         def lead_id(origin):
             return Activity.origin.sql_id(origin, Activity)
-        leads = readable('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
         last = done.select(done.origin, Max(done.start).as_('start'),
             where=about_leads(done, 'done'),
             group_by=[done.origin])
-        rows = lead.join(last, 'LEFT',
+        rows = leads.join(last, 'LEFT',
             condition=lead_id(last.origin) == lead.id).select(
             lead.id, lead.company, lead.owner, lead.team, lead.type,
             lead_revenue(lead).as_('expected'),
             Coalesce(last.start, lead.create_date).as_('last_activity'),
-            where=lead.id.in_(leads)
+            where=where
             & ~lead.id.in_(planned.select(lead_id(planned.origin),
                     where=about_leads(planned, 'planned'))))
         return grouped(rows, ['company', 'owner', 'team', 'type'],
@@ -530,14 +521,14 @@ class SalespersonActivity(AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        activity = Pool().get('crm.activity').__table__()
-        activities = readable('crm.activity', cls._activity_domain())
-        rows = activity.select(
+        activity, activities, where = readable_rows(
+            'crm.activity', cls._activity_domain())
+        rows = activities.select(
             activity.id, activity.company, activity.user,
             week_start(activity.start).as_('week'),
             *(Case((activity.type == t, 1), else_=0).as_(c)
                 for t, c in ACTIVITY_COLUMNS),
-            where=activity.id.in_(activities) & date_range(activity.start))
+            where=where & date_range(activity.start))
         return grouped(rows, ['company', 'user', 'week'],
             *(Sum(getattr(rows, c)).as_(c) for _, c in ACTIVITY_COLUMNS),
             Count().as_('total'))

@@ -3,12 +3,14 @@ count (crm_callcenter activated)"""
 import datetime as dt
 from collections import defaultdict
 
+from sql import Column, Null
+
 from trytond.modules.company.tests import set_company
 from trytond.pool import Pool
 from trytond.tests.test_tryton import with_transaction
 from trytond.transaction import Transaction
 
-from crm_callcenter.tests.test_callcenter import CallCenterSetup, event
+from crm_callcenter.tests.test_callcenter import T0, CallCenterSetup, event
 from crm_core.tests.tools import CrmDatabaseTestCase
 
 CONTEXT = dict(from_date=dt.date(2026, 12, 1), to_date=dt.date(2026, 12, 31),
@@ -138,6 +140,71 @@ class CallCenterReportsTestCase(CrmDatabaseTestCase):
             and r.period == dt.date(2026, 12, 1)]
         self.assertGreater(ann.busy_hours, 0)
         self.assertIsNotNone(ann.occupancy)
+
+
+    def occupancy(self, **context):
+        Occupancy = Pool().get('crm.report.agent_occupancy')
+        with Transaction().set_context(**CONTEXT, **context):
+            return {(r.agent.id, r.period): (round(r.busy_hours or 0, 2),
+                    round(r.available_hours or 0, 2),
+                    round(r.paused_hours or 0, 2))
+                for r in Occupancy.search([])}
+
+    @with_transaction()
+    def test_summaries(self):
+        "Figures kept ahead for the days before today equal the records'"
+        pool = Pool()
+        Call = pool.get('callcenter.call')
+        Status = pool.get('callcenter.agent.status')
+        Refresh = pool.get('crm.report.summary.refresh')
+        CallSummary = pool.get('crm.report.call_summary')
+        StatusSummary = pool.get('crm.report.agent_status_summary')
+        cc = CallCenterSetup()
+        self.calls(cc)
+        company = dict(company=cc.company.id)
+        hour = dt.timedelta(hours=1)
+        Status.create([{'agent': cc.a1001.id, 'status': status,
+                    'start': T0 - start * hour, 'end': T0 - end * hour}
+                for status, start, end in [
+                    ('available', 3, 2), ('paused', 2, 1.5),
+                    ('available', 1.5, 0)]])
+        # Recorded when they happened, not by this transaction
+        cursor = Transaction().connection.cursor()
+        for Model, time in [(Call, 'created'), (Status, 'start')]:
+            table = Model.__table__()
+            cursor.execute(*table.update(
+                    [table.create_date, table.write_date],
+                    [Column(table, time), Null]))
+        with Transaction().set_context(**company):
+            calls, statuses = self.rows(**company), self.occupancy(**company)
+            self.assertEqual(calls, self.expected(Call.search([])))
+
+            Refresh.refresh()
+            day = CallSummary.search([])[0].day
+            self.assertEqual(day, T0.date())
+            self.assertTrue(StatusSummary.search([]))
+            self.assertEqual(CallSummary.live_from([]), dt.date.today())
+            self.assertEqual(self.rows(**company), calls)
+            self.assertEqual(self.occupancy(**company), statuses)
+            # The agent's rules and the team apply to the summaries too
+            with Transaction().set_user(cc.zoe.id), \
+                    Transaction().set_context(_check_access=True):
+                self.assertEqual(set(self.rows(**company)),
+                    {(cc.sales.id, 9)})
+            self.assertEqual(set(self.rows(team=cc.team.id, **company)),
+                {(cc.hotline.id, 9), (cc.hotline.id, 10)})
+
+            # A call of that day written since: counted from the records
+            # until the next refresh
+            call, = Call.search([('talk_seconds', '=', 20)])
+            Call.write([call], {'talk_seconds': 120})
+            self.assertEqual(CallSummary.live_from([]), T0.date())
+            calls = self.rows(**company)
+            self.assertEqual(calls, self.expected(Call.search([])))
+            self.assertEqual(calls[cc.hotline.id, 9][4], 90)
+            Refresh.refresh()
+            self.assertEqual(self.rows(**company), calls)
+            self.assertEqual(self.occupancy(**company), statuses)
 
 
 del CrmDatabaseTestCase
