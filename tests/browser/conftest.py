@@ -35,12 +35,14 @@ Contract used by all tests/browser/test_*.py (keep these names):
     browser tests never mail anyone (trytond's default is localhost:25).
 
 ``rpc``, ``active_tab``, ``open_menu``, ``wait_idle``,
-``assert_no_error_dialog`` -- plain functions that drive sao (below).
+``assert_no_error_dialog``, ``save_record`` -- plain functions that drive
+sao (below).
 
 Demo users (scripts/demo_data.py): manager, alice, bob, carol, dora, all with
 password ``crm-demo-2026``; they are not admin, so no configuration wizard
 runs at their first login.
 """
+import json
 import os
 import re
 import shutil
@@ -377,3 +379,31 @@ def assert_no_error_dialog(page):
     errors = page.locator('.error-dialog:visible, .warning-dialog:visible')
     if errors.count():
         pytest.fail(f"sao error: {errors.first.inner_text()}")
+
+
+def save_record(page, tab, model):
+    """Click Save in the tab and wait for the server's answer to sao's
+    create or write of the model: the record is saved when this returns
+    (its ids for a create).  Not the Save button's state: a redisplay of
+    the form on a loaded machine may keep it enabled after the save."""
+    methods = {f'model.{model}.create', f'model.{model}.write'}
+
+    def is_save(response):
+        request = response.request
+        if request.method != 'POST' or '/rpc' not in request.url:
+            return False
+        try:
+            body = json.loads(request.post_data or '{}')
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get('method') in methods
+
+    # A create of a record with lines takes a while on a loaded machine
+    with page.expect_response(is_save, timeout=2 * TIMEOUT_MS) as response:
+        tab.locator('button#save').click()
+    answer = response.value.json()
+    if 'error' in answer:
+        pytest.fail(f"saving {model} failed: {answer['error']}")
+    wait_idle(page)
+    assert_no_error_dialog(page)
+    return answer.get('result')
