@@ -23,10 +23,12 @@ from trytond.pyson import Eval
 from trytond.transaction import Transaction, without_check_access
 
 from .exceptions import WebhookValidationError
+from .retry import RetrySchedule
 
 # Seconds to wait before each retry; after the last one, failed
 RETRY_DELAYS = [60, 5 * 60, 30 * 60, 2 * 60 * 60, 12 * 60 * 60]
-MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+RETRIES = RetrySchedule(dt.timedelta(seconds=s) for s in RETRY_DELAYS)
+MAX_ATTEMPTS = RETRIES.max_attempts
 USER_AGENT = 'Tryton-CRM-Webhook/1.0'
 ERROR_SIZE = 2000
 
@@ -291,7 +293,7 @@ class Delivery(ModelSQL, ModelView):
         cls.lock(deliveries)
         deliveries = cls.browse([d.id for d in deliveries])
         now = dt.datetime.now()
-        logs, to_save, retry = [], [], defaultdict(list)
+        logs, to_save, retry = [], [], []
         for delivery in deliveries:
             if (delivery.state != 'pending' or not delivery.webhook.active
                     or not delivery.payload):
@@ -302,13 +304,11 @@ class Delivery(ModelSQL, ModelView):
             logs.append(delivery.post())
             to_save.append(delivery)
             if delivery.state == 'pending':
-                retry[RETRY_DELAYS[delivery.attempts - 1]].append(delivery)
+                retry.append(delivery)
         cls.save(to_save)
         Attempt.save(logs)
-        for delay, records in retry.items():
-            with Transaction().set_context(
-                    queue_scheduled_at=dt.timedelta(seconds=delay)):
-                cls.__queue__.deliver(records)
+        # One task per delay
+        RETRIES.queue(cls, 'deliver', retry)
 
     def post(self):
         "One attempt: return its log and update the delivery"
@@ -349,12 +349,9 @@ class Delivery(ModelSQL, ModelView):
             self.last_error = None
         else:
             self.last_error = (error or f'HTTP {code}')[:ERROR_SIZE]
-            if self.attempts >= MAX_ATTEMPTS:
+            self.next_attempt = RETRIES.next_attempt(self.attempts, now)
+            if self.next_attempt is None:
                 self.state = 'failed'
-                self.next_attempt = None
-            else:
-                self.next_attempt = now + dt.timedelta(
-                    seconds=RETRY_DELAYS[self.attempts - 1])
         return Attempt(
             delivery=self, date=now, number=self.attempts,
             response_code=code, error=self.last_error, duration=duration)
@@ -364,10 +361,7 @@ class Delivery(ModelSQL, ModelView):
         "Cron: queue the pending deliveries whose next attempt has come"
         deliveries = cls.search([
                 ('state', '=', 'pending'),
-                ['OR',
-                    ('next_attempt', '=', None),
-                    ('next_attempt', '<=', dt.datetime.now()),
-                    ],
+                *RETRIES.due(dt.datetime.now(), unset=True),
                 ])
         if deliveries:
             cls.__queue__.deliver(deliveries)

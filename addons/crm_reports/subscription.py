@@ -30,6 +30,7 @@ from trytond.transaction import (
     Transaction, TransactionError, without_check_access)
 from trytond.url import host
 
+from crm_core.retry import RetrySchedule
 from crm_core.savepoint import savepoint
 
 from . import render
@@ -41,7 +42,8 @@ logger = logging.getLogger(__name__)
 # Minutes to wait before each retry of a failed sending; after the last
 # one it stays failed
 RETRY_DELAYS = [5, 15, 60]
-MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+RETRIES = RetrySchedule(dt.timedelta(minutes=m) for m in RETRY_DELAYS)
+MAX_ATTEMPTS = RETRIES.max_attempts
 ERROR_SIZE = 2000
 CONTEXT_MODEL = 'crm.report.context'
 # The schedule's fields: changing one computes the next run again
@@ -460,7 +462,7 @@ class Subscription(DeactivableMixin, ModelSQL, ModelView):
         # With those just made: the retries due and what a lost task left
         Sending.queue(Sending.search([
                     ('state', '=', 'queued'),
-                    ('next_attempt', '<=', now),
+                    *RETRIES.due(now),
                     ], order=[('next_attempt', 'ASC'), ('id', 'ASC')]))
 
     # The report
@@ -872,10 +874,8 @@ class Sending(ModelSQL, ModelView):
             elif sending.state == 'failed':
                 failed.append(sending)
         cls.save(to_save)
-        for sending in retry:
-            with Transaction().set_context(
-                    queue_scheduled_at=sending.next_attempt - now):
-                cls.__queue__.send([sending])
+        # One task for each sending, as queue() does
+        RETRIES.queue(cls, 'send', retry, each=True)
         for sending in failed:
             subscription = sending.subscription
             with Transaction().set_context(
@@ -916,12 +916,9 @@ class Sending(ModelSQL, ModelView):
                     self.id, subscription.id, exc_info=True)
                 error = str(exception) or exception.__class__.__name__
             self.error = error[:ERROR_SIZE]
-            if self.attempts >= MAX_ATTEMPTS:
+            self.next_attempt = RETRIES.next_attempt(self.attempts, now)
+            if self.next_attempt is None:
                 self.state = 'failed'
-                self.next_attempt = None
-            else:
-                self.next_attempt = now + dt.timedelta(
-                    minutes=RETRY_DELAYS[self.attempts - 1])
             return
         self.state = 'sent'
         self.date_sent = now
