@@ -65,6 +65,13 @@ class DashboardTestCase(CrmDatabaseTestCase):
         User.write([crm.manager], {'groups': [('add', groups)]})
         with crm.as_user(crm.alice):
             mine = load_board('dashboard_salesperson')
+            # The bridges' roles do not hide the menu from salespeople
+            Menu = pool.get('ir.ui.menu')
+            dashboards = Menu.search([('parent', '=', ModelData.get_id(
+                            'crm_reports', 'menu_dashboards'))])
+            self.assertEqual([m.name for m in dashboards], ["Salesperson"])
+            self.assertTrue(Menu.search([('id', '=', ModelData.get_id(
+                            'crm_reports', 'menu_dashboards'))]))
         self.assertEqual(mine["My Pipeline"], 1)
         with crm.as_user(crm.carol):
             self.assertEqual(load_board('dashboard_salesperson')[
