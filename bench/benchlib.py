@@ -142,11 +142,12 @@ def release(name):
 
 
 @contextlib.contextmanager
-def transaction(name, user=0, context=None, readonly=False):
-    "A transaction, committed when the block ends without error"
+def transaction(name, user=0, context=None, readonly=False, **extras):
+    """A transaction, committed when the block ends without error; extras:
+    what a TransactionError's fix() asks for (tables locked at start)"""
     from trytond.transaction import Transaction
     with Transaction().start(name, user, readonly=readonly,
-            context=context or {}) as transaction:
+            context=context or {}, **extras) as transaction:
         yield transaction
 
 

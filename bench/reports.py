@@ -504,6 +504,7 @@ def run_crons(name):
     """The scheduled tasks of crm_reports once, as trytond-cron would have
     run them on this data (the win probability's learning...)"""
     from trytond.pool import Pool
+    from trytond.transaction import TransactionError
     with transaction(name, readonly=True):
         pool = Pool()
         Cron = pool.get('ir.cron')
@@ -516,9 +517,17 @@ def run_crons(name):
     for cron_id, method in crons:
         start = time.monotonic()
         try:
-            with transaction(name, 0, {'_skip_warnings': True}):
-                Cron = Pool().get('ir.cron')
-                Cron.run_once([Cron(cron_id)])
+            # As trytond-cron: again with the tables it locks locked first
+            extras = {}
+            while True:
+                try:
+                    with transaction(name, 0, {'_skip_warnings': True},
+                            **extras):
+                        Cron = Pool().get('ir.cron')
+                        Cron.run_once([Cron(cron_id)])
+                    break
+                except TransactionError as e:
+                    e.fix(extras)
         except Exception:
             log(f"cron {method} failed:\n" + traceback.format_exc(limit=5))
             continue

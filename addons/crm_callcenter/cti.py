@@ -20,6 +20,7 @@ from trytond.i18n import gettext
 from trytond.ir.cron import str2bigint
 from trytond.model import Index, ModelSQL, ModelView, Unique, fields
 from trytond.pool import Pool
+from trytond.tools import grouped_slice
 from trytond.transaction import Transaction
 
 from crm_core.savepoint import savepoint
@@ -443,14 +444,9 @@ class Event(ModelSQL, ModelView):
                             logger.exception("call %s left pending", call_id)
         done = set(done)
         ids = [i for i, _, call_id in events if call_id in done]
-        for sub_ids in _slices(ids):
+        for sub_ids in grouped_slice(ids):
             cursor.execute(*table.update([table.pending], [False],
-                    where=table.id.in_(sub_ids)))
-
-
-def _slices(ids, size=1000):
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
+                    where=table.id.in_(list(sub_ids))))
 
 
 EVENT_COLUMNS = ['id', 'call_id', 'type', 'timestamp', 'direction',
@@ -475,11 +471,11 @@ def apply_calls(company, call_ids):
     table = Event.__table__()
     cursor = Transaction().connection.cursor()
     events = defaultdict(list)
-    for sub_ids in _slices(call_ids):
+    for sub_ids in grouped_slice(call_ids):
         cursor.execute(*table.select(
                 *[getattr(table, c) for c in EVENT_COLUMNS],
                 where=(table.company == company)
-                & table.call_id.in_(sub_ids)))
+                & table.call_id.in_(list(sub_ids))))
         for row in cursor:
             event = dict(zip(EVENT_COLUMNS, row))
             events[event['call_id']].append(event)

@@ -5,42 +5,21 @@ import datetime as dt
 from sql import Column, Literal, Null, Values, With
 from sql.aggregate import Count, Min, Sum
 from sql.conditionals import Case, Coalesce, NullIf
-from sql.functions import DateTrunc, Extract, Function
 
-from trytond import backend
 from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
+from crm_core.sqltools import seconds_between, week_start
+
 # Weeks shown when the context gives no start
 WEEKS = 12
 
 
-class _SQLiteDate(Function):
-    __slots__ = ()
-    _function = 'DATE'
-
-
-class _JulianDay(Function):
-    __slots__ = ()
-    _function = 'JULIANDAY'
-
-
-def week_start(column):
-    """The Monday (a date) of the ISO week of a timestamp column: python-sql
-    has no portable week truncation and SQLite's date_trunc has no week"""
-    if backend.name == 'sqlite':
-        # The next Sunday (or the day itself), then back to its Monday
-        return _SQLiteDate(column, 'weekday 0', '-6 days')
-    return DateTrunc('week', column).cast('DATE')
-
-
 def hours_between(start, end):
     "The hours from start to end, NULL when one of them is"
-    if backend.name == 'sqlite':
-        return (_JulianDay(end) - _JulianDay(start)) * 24
-    return Extract('EPOCH', end - start) / 3600
+    return seconds_between(start, end) / 3600
 
 
 def monday(date):

@@ -217,8 +217,10 @@ class AgentOccupancy(AnalysisMixin, ModelSQL, ModelView):
         return rate(busy, busy + available)
 
     def drill_down_domain(self):
-        return self._domain() + [('agent', '=', self.agent.id)] + (
-            period_domain('start', self.period, timestamp=True) if self.period else [])
+        domain = self._domain() + [('agent', '=', self.agent.id)]
+        if self.period:
+            domain += period_domain('start', self.period, timestamp=True)
+        return domain
 
 
 class CallSummary(DaySummary):

@@ -102,7 +102,10 @@ class Ticket(AnalysisMixin, ModelSQL, ModelView):
         return rate(self.sla_met, self.sla_closed)
 
     def drill_down_domain(self):
-        return self._domain() + [
+        domain = self._domain() + [
             ('company', '=', self.company.id),
             ('team', '=', self.team.id if self.team else None),
-            ] + (period_domain('opened', self.period, timestamp=True) if self.period else [])
+            ]
+        if self.period:
+            domain += period_domain('opened', self.period, timestamp=True)
+        return domain

@@ -24,16 +24,22 @@ from .common import (
 DAY = 86400
 
 
-class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+class SalesKeysMixin:
+    "The company, salesperson and team a row of sales figures is about"
+    __slots__ = ()
+    company = fields.Many2One('company.company', "Company")
+    owner = fields.Many2One('res.user', "Salesperson")
+    team = fields.Many2One('crm.team', "Team")
+
+
+class Pipeline(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
+        ModelView):
     """The open opportunities by stage, salesperson, team and period of
     their expected close (those without a date too)"""
     __name__ = 'crm.report.pipeline'
     __string__ = "Pipeline"
 
-    company = fields.Many2One('company.company', "Company")
     stage = fields.Many2One('crm.stage', "Stage")
-    owner = fields.Many2One('res.user', "Salesperson")
-    team = fields.Many2One('crm.team', "Team")
     period = fields.Date("Expected Close")
     count = fields.Integer("Opportunities")
     expected = Monetary("Expected Revenue", currency='currency',
@@ -86,17 +92,15 @@ class Pipeline(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
 
 
-class NewOpportunity(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+class NewOpportunity(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
+        ModelView):
     """The opportunities that came in each period of the context's dates:
     dated by their conversion, which is their creation for those created as
     opportunities (a lead becomes a new opportunity when converted)"""
     __name__ = 'crm.report.new_opportunity'
     __string__ = "New Opportunities"
 
-    company = fields.Many2One('company.company', "Company")
     period = fields.Date("Period")
-    owner = fields.Many2One('res.user', "Salesperson")
-    team = fields.Many2One('crm.team', "Team")
     count = fields.Integer("Opportunities")
     expected = Monetary("Expected Revenue", currency='currency',
         digits='currency')
@@ -139,14 +143,14 @@ AGE_BANDS = {
     }
 
 
-class OpenQuote(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+class OpenQuote(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
+        ModelView):
     """The open opportunities whose quotation was printed, by age of the
     quote at the context's end date (today without one); quotes first
     printed after that date are left out, those of any earlier date kept"""
     __name__ = 'crm.report.open_quote'
     __string__ = "Open Quotes"
 
-    company = fields.Many2One('company.company', "Company")
     age = fields.Selection([
             ('0-7', "0-7 Days"),
             ('8-30', "8-30 Days"),
@@ -154,8 +158,6 @@ class OpenQuote(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             ('90+', "Over 90 Days"),
             ], "Age", sort=False,
         help="The days since the quotation was first printed.")
-    owner = fields.Many2One('res.user', "Salesperson")
-    team = fields.Many2One('crm.team', "Team")
     count = fields.Integer("Opportunities")
     expected = Monetary("Expected Revenue", currency='currency',
         digits='currency')
@@ -210,17 +212,15 @@ class OpenQuote(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
         return domain
 
 
-class WonLost(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+class WonLost(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
+        ModelView):
     """The opportunities closed in each period of the context's dates (by
     their closing date): won and lost, win rate, average deal size and
     sales cycle"""
     __name__ = 'crm.report.won_lost'
     __string__ = "Won and Lost"
 
-    company = fields.Many2One('company.company', "Company")
     period = fields.Date("Period")
-    owner = fields.Many2One('res.user', "Salesperson")
-    team = fields.Many2One('crm.team', "Team")
     won = fields.Integer("Won")
     lost = fields.Integer("Lost")
     win_rate = fields.Function(fields.Float("Win Rate", digits=(16, 1),
@@ -296,7 +296,7 @@ class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
     reached = fields.Integer("Reached", help="The leads that came into "
         "the stage.")
     went_on = fields.Integer("Went On", help="Of those, the leads that "
-        "moved later to a later stage (by sequence) or were won.")
+        "moved from it to a later stage (by sequence) or were won.")
     conversion = fields.Function(fields.Float("Conversion", digits=(16, 1),
             help="In %: went on out of reached."), 'get_conversion')
     average_days = fields.Float("Average Days in Stage", digits=(16, 1),
@@ -326,8 +326,6 @@ class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
         # instead of a look-up of the later changes per lead and stage
         following = Window([history.lead], order_by=order, frame='ROWS',
             start=0, end=None)
-        same_stage = Window([history.lead, history.to_stage], order_by=order,
-            frame='ROWS', start=0, end=None)
         sequence = Coalesce(stage.sequence, 0)
         won = Case((history.to_state == 'won', 1), else_=0)
         # Each stay in a stage ends with the lead's next change
@@ -340,18 +338,18 @@ class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
             sequence.as_('sequence'),
             Max(Case((history.to_state == 'open', sequence)),
                 window=following).as_('highest'),
-            Sum(won, window=following).as_('wins'),
-            Sum(won, window=same_stage).as_('wins_here'),
+            Max(won, window=following).as_('won'),
             where=where)
         seconds = Case(
             (stays.until != Null, seconds_between(stays.date, stays.until)),
             (stays.to_state == 'open',
                 seconds_between(stays.date, Literal(now))),
             else_=Null)
-        # From its first stay in the stage, the lead went on to an open
-        # stage of a higher sequence or was won (in another stage)
-        went_on = Case(((stays.highest > stays.sequence)
-                | (stays.wins > stays.wins_here), 1), else_=0)
+        # From a stay in the stage (open), the lead went on to an open
+        # stage of a higher sequence or was won
+        went_on = Case(((stays.to_state == 'open')
+                & ((stays.highest > stays.sequence) | (stays.won == 1)), 1),
+            else_=0)
         rows = stays.select(
             Min(stays.id).as_('id'), stays.company, stays.lead, stays.stage,
             Max(went_on).as_('went_on'),
@@ -412,7 +410,8 @@ class LostSales(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             + date_domain('date_closed'))
 
 
-class Neglected(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
+class Neglected(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
+        ModelView):
     """The open leads and opportunities with no planned activity: none
     whose origin is the lead. An activity planned on the lead's party only
     does not count: a party may have several deals, and the lead's next
@@ -420,9 +419,6 @@ class Neglected(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
     __name__ = 'crm.report.neglected'
     __string__ = "Neglected Leads"
 
-    company = fields.Many2One('company.company', "Company")
-    owner = fields.Many2One('res.user', "Salesperson")
-    team = fields.Many2One('crm.team', "Team")
     type = fields.Selection('get_types', "Type")
     count = fields.Integer("Leads")
     expected = Monetary("Expected Revenue", currency='currency',

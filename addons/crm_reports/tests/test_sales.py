@@ -486,9 +486,7 @@ class SalesReportsTestCase(CrmDatabaseTestCase):
         now = dt.datetime.now()
         for lead in leads:
             stays = sorted(lead.history, key=lambda h: (h.date, h.id))
-            first = {}
             for i, stay in enumerate(stays):
-                first.setdefault(stay.to_stage, stay.date)
                 reached[stay.to_stage].add(lead)
                 if i + 1 < len(stays):
                     end = stays[i + 1].date
@@ -498,13 +496,15 @@ class SalesReportsTestCase(CrmDatabaseTestCase):
                     continue
                 days[stay.to_stage][lead] += (
                     end - stay.date).total_seconds() / 86400
-            for stage, date in first.items():
-                if any(s.date >= date and s.to_stage != stage
-                        and (s.to_state == 'won'
-                            or (s.to_state == 'open'
-                                and s.to_stage.sequence > stage.sequence))
-                        for s in stays):
-                    went_on[stage].add(lead)
+            # From a stay in the stage as an open lead: won, or in an open
+            # stage of a higher sequence, then or later
+            for i, stay in enumerate(stays):
+                if stay.to_state == 'open' and any(
+                        s.to_state == 'won'
+                        or (s.to_state == 'open' and s.to_stage.sequence
+                            > stay.to_stage.sequence)
+                        for s in stays[i:]):
+                    went_on[stay.to_stage].add(lead)
         rows = analysis('crm.report.stage_funnel', context,
             lambda r: r.stage, lambda r: r)
         with Transaction().set_context(**context):
