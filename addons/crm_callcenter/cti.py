@@ -444,7 +444,7 @@ class Event(ModelSQL, ModelView):
                             logger.exception("call %s left pending", call_id)
         done = set(done)
         ids = [i for i, _, call_id in events if call_id in done]
-        for sub_ids in grouped_slice(ids):
+        for sub_ids in grouped_slice(ids, backend.MAX_QUERY_PARAMS):
             cursor.execute(*table.update([table.pending], [False],
                     where=table.id.in_(list(sub_ids))))
 
@@ -471,7 +471,8 @@ def apply_calls(company, call_ids):
     table = Event.__table__()
     cursor = Transaction().connection.cursor()
     events = defaultdict(list)
-    for sub_ids in grouped_slice(call_ids):
+    for sub_ids in grouped_slice(
+            call_ids, backend.MAX_QUERY_PARAMS):
         cursor.execute(*table.select(
                 *[getattr(table, c) for c in EVENT_COLUMNS],
                 where=(table.company == company)

@@ -70,6 +70,9 @@ class Activity(Workflow, ModelSQL, ModelView):
                 Index(t, (t.origin, Index.Equality()),
                     (t.start, Index.Range()),
                     where=t.state == 'planned'),
+                # The history of a record (last done activity of a lead)
+                Index(t, (t.origin, Index.Equality()),
+                    (t.start, Index.Range())),
                 Index(t, (t.party, Index.Range()), (t.start, Index.Range())),
                 Index(t, (t.user, Index.Range()), (t.start, Index.Range())),
                 Index(t, (t.start, Index.Range()),

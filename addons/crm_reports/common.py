@@ -12,6 +12,7 @@ from sql.conditionals import Case, Coalesce
 from trytond.i18n import gettext
 from trytond.model import Model, ModelView, fields
 from trytond.model.modelsql import convert_from
+from trytond.tools.domain_inversion import is_leaf
 from trytond.pool import Pool
 from trytond.pyson import Eval, If, PYSONEncoder
 from trytond.transaction import Transaction
@@ -183,7 +184,9 @@ def readable_rows(model, domain=None, on=None):
     read (access rules, company) and that match the domain, as conditions
     on that table itself; cheaper than id IN (readable ids) on large
     tables. on: another model (a summary of model's records) whose fields
-    bear the same names, to which the same rules and domain apply."""
+    bear the same names, to which the same rules and domain apply.
+    Only for models whose search adds nothing to ir.rule (bpm.instance
+    filters in its search: use readable())."""
     pool = Pool()
     Model = pool.get(model)
     On = pool.get(on) if on else Model
@@ -201,13 +204,11 @@ def readable_rows(model, domain=None, on=None):
 
 def domain_fields(domain):
     "The names of the fields (before any dot) the domain filters on"
+    if is_leaf(domain):
+        return {domain[0].split('.', 1)[0]}
     names = set()
     for clause in domain:
-        if isinstance(clause, str):
-            continue
-        if clause and isinstance(clause[0], str) and len(clause) >= 3:
-            names.add(clause[0].split('.', 1)[0])
-        else:
+        if not isinstance(clause, str):
             names |= domain_fields(clause)
     return names
 

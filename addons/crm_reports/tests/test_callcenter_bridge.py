@@ -12,6 +12,7 @@ from trytond.transaction import Transaction
 
 from crm_callcenter.tests.test_callcenter import T0, CallCenterSetup, event
 from crm_core.tests.tools import CrmDatabaseTestCase
+from crm_reports.callcenter import call_domain
 
 CONTEXT = dict(from_date=dt.date(2026, 12, 1), to_date=dt.date(2026, 12, 31),
     period='month')
@@ -189,6 +190,8 @@ class CallCenterReportsTestCase(CrmDatabaseTestCase):
             # The agent's rules and the team apply to the summaries too
             with Transaction().set_user(cc.zoe.id), \
                     Transaction().set_context(_check_access=True):
+                self.assertEqual(
+                    CallSummary.live_from(call_domain()), dt.date.today())
                 self.assertEqual(set(self.rows(**company)),
                     {(cc.sales.id, 9)})
             self.assertEqual(set(self.rows(team=cc.team.id, **company)),
