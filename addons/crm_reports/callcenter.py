@@ -180,17 +180,22 @@ class AgentOccupancy(AnalysisMixin, ModelSQL, ModelView):
         status, statuses, where = readable_rows(
             'callcenter.agent.status', domain)
         where &= date_range(status.start)
-        if live_from:
-            # The statuses not ended at the refresh are not summarized
-            where &= ((status.start >= dt.datetime.combine(
-                        live_from, dt.time())) | (status.end == Null))
         seconds = seconds_between(
             status.start, Coalesce(status.end, Literal(dt.datetime.now())))
-        parts = [statuses.select(
+
+        def live(where):
+            return statuses.select(
                 union_id(status, False).as_('id'), status.agent,
                 period_of(status.start).as_('period'), status.status,
-                seconds.as_('seconds'), where=where)]
-        if live_from:
+                seconds.as_('seconds'), where=where)
+        if not live_from:
+            parts = [live(where)]
+        else:
+            start = dt.datetime.combine(live_from, dt.time())
+            # Apart, each on its index: the statuses not ended at the
+            # refresh (not summarized) are counted from the records too
+            parts = [live(where & (status.start >= start)),
+                live(where & (status.start < start) & (status.end == Null))]
             summary, summaries, where = readable_rows(
                 'callcenter.agent.status', domain, on=Summary.__name__)
             parts.append(summaries.select(
@@ -308,6 +313,10 @@ class AgentStatus(metaclass=PoolMeta):
     def __setup__(cls):
         super().__setup__()
         t = cls.__table__()
-        # The statuses written since the summary's refresh are counted live
-        cls._sql_indexes.add(Index(
-                t, (Coalesce(t.write_date, t.create_date), Index.Range())))
+        cls._sql_indexes.update({
+                # The statuses written since the summary's refresh and
+                # those after its horizon are counted from the records
+                Index(t, (Coalesce(t.write_date, t.create_date),
+                        Index.Range())),
+                Index(t, (t.start, Index.Range())),
+                })

@@ -90,8 +90,10 @@ class DaySummary(ModelSQL):
         Source = Pool().get(cls._source)
         source = Source.__table__()
         cursor = Transaction().connection.cursor()
+        # The minimum of the dates, not of the timestamps: PostgreSQL would
+        # walk the index of the timestamps instead of that of the writes
         cursor.execute(*source.select(
-                date_of(Min(Column(source, cls._source_time))),
+                Min(date_of(Column(source, cls._source_time))),
                 where=Coalesce(source.write_date, source.create_date)
                 >= refreshed_at))
         day, = cursor.fetchone()
