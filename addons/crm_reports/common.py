@@ -5,7 +5,7 @@ row of figures to the records counted in it."""
 import datetime as dt
 from decimal import Decimal
 
-from sql import Column, Literal
+from sql import Column, Literal, Values
 from sql.aggregate import Min
 from sql.conditionals import Case, Coalesce
 
@@ -143,6 +143,26 @@ def date_domain(field):
 def period_of(column):
     "The first day of the context's period (month by default) of column"
     return period_start(column, context_period())
+
+
+def period_table(column):
+    """(table, condition, start): the context's periods as a table of their
+    first days to join where period_of(column) equals start, or None when
+    the context has no dates. Grouped by the table's column, PostgreSQL
+    knows there are only a few periods and hashes the rows instead of
+    sorting them all (it cannot tell how many periods an expression
+    yields)."""
+    context = Transaction().context
+    from_date, to_date = context.get('from_date'), context.get('to_date')
+    if not from_date or not to_date:
+        return None
+    starts, start = [], period_first_day(from_date)
+    while start <= to_date:
+        starts.append([start])
+        start = period_end(start)
+    table = Values(starts)
+    start = Column(table, 'column1')
+    return table, start == period_of(column), start
 
 
 def period_domain(field, start, timestamp=False):

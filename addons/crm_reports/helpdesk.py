@@ -12,7 +12,7 @@ from crm_core.sqltools import seconds_between
 
 from .common import (
     AnalysisMixin, context_companies, date_range, period_domain, period_of,
-    rate, readable_rows)
+    period_table, rate, readable_rows)
 
 
 class Ticket(AnalysisMixin, ModelSQL, ModelView):
@@ -67,10 +67,15 @@ class Ticket(AnalysisMixin, ModelSQL, ModelView):
         ticket, tickets, where = readable_rows(
             'helpdesk.ticket', cls._domain())
         closed_sla = (ticket.closed != Null) & (ticket.sla_status != Null)
+        period = period_of(ticket.opened)
+        periods = period_table(ticket.opened)
+        if periods:
+            table, condition, period = periods
+            tickets = tickets.join(table, condition=condition)
         rows = tickets.join(stage, 'LEFT',
             condition=ticket.stage == stage.id).select(
             ticket.id, ticket.company, ticket.team,
-            period_of(ticket.opened).as_('period'),
+            period.as_('period'),
             Case((ticket.solved != Null, 1), else_=0).as_('solved'),
             Case((stage.kind.in_(['solved', 'cancelled']), 0),
                 else_=1).as_('open'),

@@ -3,15 +3,16 @@
 context's companies, team and salesperson."""
 import datetime as dt
 
-from sql import Cast, Literal, Null, Window
+from sql import Cast, Literal, Null, Union, Window
 from sql.aggregate import Avg, Count, Max, Min, Sum
 from sql.conditionals import Case, Coalesce
 from sql.operators import Concat, Exists
 from sql.functions import Lead as Next
 
-from trytond.model import ModelSQL, ModelView, fields
+from trytond.model import Index, ModelSQL, ModelView, fields
+from trytond.model.fields import SQL_OPERATORS
 from trytond.modules.currency.fields import Monetary
-from trytond.pool import Pool
+from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
@@ -21,8 +22,12 @@ from .common import (
     AnalysisMixin, CurrencyMixin, context_companies, date_domain,
     date_range, grouped, lead_domain, lead_revenue, period_domain,
     period_of, rate, readable_rows, report_currency, user_domain)
+from .summary import COMMIT_MARGIN, Summary, union_id
 
 DAY = 86400
+# Beyond this many leads written since the refresh, the Stage Funnel counts
+# every lead from its history
+STALE_LIMIT = 5000
 
 
 class SalesKeysMixin:
@@ -283,6 +288,148 @@ class WonLost(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
             + date_domain('date_closed'))
 
 
+def stage_facts(leads, lead, where):
+    """Per lead (of leads, a from whose lead table is lead, matching where)
+    and stage of its stage history: id, company, lead, stage, went_on (1
+    when from an open stay in the stage, the lead went on to an open stage
+    of a higher sequence or was won), seconds (of the stays in the stage
+    that ended, or None) and open_since (the start of the lead's current
+    stay when in it and open). One pass over the history with windows."""
+    pool = Pool()
+    History = pool.get('crm.lead.history')
+    Stage = pool.get('crm.stage')
+    history = History.__table__()
+    stage = Stage.__table__()
+    order = [history.date.asc, history.id.asc]
+    # The lead's changes from this one on
+    following = Window([history.lead], order_by=order, frame='ROWS',
+        start=0, end=None)
+    sequence = Coalesce(stage.sequence, 0)
+    won = Case((history.to_state == 'won', 1), else_=0)
+    # Each stay in a stage ends with the lead's next change
+    stays = leads.join(history, condition=history.lead == lead.id
+        ).join(stage, condition=history.to_stage == stage.id).select(
+        history.id, lead.company, history.lead,
+        history.to_stage.as_('stage'), history.to_state, history.date,
+        Next(history.date, window=Window([history.lead],
+                order_by=order)).as_('until'),
+        sequence.as_('sequence'),
+        Max(Case((history.to_state == 'open', sequence)),
+            window=following).as_('highest'),
+        Max(won, window=following).as_('won'),
+        where=where)
+    went_on = Case(((stays.to_state == 'open')
+            & ((stays.highest > stays.sequence) | (stays.won == 1)), 1),
+        else_=0)
+    ended = stays.until != Null
+    return stays.select(
+        Min(stays.id).as_('id'), stays.company, stays.lead, stays.stage,
+        Max(went_on).as_('went_on'),
+        Sum(Case((ended, seconds_between(stays.date, stays.until)),
+                else_=Null)).as_('seconds'),
+        Max(Case((~ended & (stays.to_state == 'open'), stays.date),
+                else_=Null)).as_('open_since'),
+        group_by=[stays.company, stays.lead, stays.stage])
+
+
+class StageSummary(Summary):
+    """The figures of each lead per stage of its history (stage_facts),
+    kept for the Stage Funnel: the leads whose history was written since
+    the last refresh are counted from their history, and all of them once
+    a stage was changed (its sequence decides what went on)"""
+    __name__ = 'crm.report.stage_summary'
+    __string__ = "Stage Summary"
+
+    lead = fields.Many2One('crm.lead', "Lead", required=True,
+        ondelete='CASCADE')
+    stage = fields.Many2One('crm.stage', "Stage", required=True,
+        ondelete='CASCADE')
+    went_on = fields.Integer("Went On")
+    seconds = fields.Float("Seconds", help="In the stays that ended.")
+    open_since = fields.DateTime("Open Since")
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        cls._sql_indexes.add(Index(t, (t.lead, Index.Range())))
+
+    @classmethod
+    def stale_leads(cls, state=None):
+        """A query of the ids of the leads to count from their history
+        (written since the refresh), or None for all of them"""
+        pool = Pool()
+        History = pool.get('crm.lead.history')
+        Stage = pool.get('crm.stage')
+        history = History.__table__()
+        stage = Stage.__table__()
+        state = state or cls._state()
+        if not state:
+            return None
+        refreshed_at = state[2]
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*stage.select(stage.id,
+                where=Coalesce(stage.write_date, stage.create_date)
+                >= refreshed_at, limit=1))
+        if cursor.fetchone():
+            return None
+        return history.select(history.lead, where=Coalesce(
+                history.write_date, history.create_date) >= refreshed_at)
+
+    @classmethod
+    def stale_lead_ids(cls):
+        """The ids of the leads to count from their history, or None for
+        all of them. Known before the analysis's query runs: PostgreSQL
+        could only guess how many leads a range of write dates gives."""
+        stale = cls.stale_leads()
+        if stale is None:
+            return None
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*stale.select(stale.lead, distinct=True,
+                limit=STALE_LIMIT + 1))
+        ids = [l for l, in cursor]
+        return ids if len(ids) <= STALE_LIMIT else None
+
+    @classmethod
+    def refresh(cls):
+        "Summarize again the leads whose history changed (the cron)"
+        pool = Pool()
+        Refresh = pool.get('crm.report.summary.refresh')
+        Lead = pool.get('crm.lead')
+        table = cls.__table__()
+        lead = Lead.__table__()
+        cursor = Transaction().connection.cursor()
+        Refresh.lock()
+        now = dt.datetime.now()
+        state = cls._state()
+        stale = cls.stale_leads(state)
+        if stale is not None:
+            cursor.execute(*table.delete(where=table.lead.in_(stale)))
+            where = lead.id.in_(stale)
+        else:
+            cursor.execute(*table.delete())
+            where = Literal(True)
+        facts = stage_facts(lead, lead, where)
+        cursor.execute(*table.insert([table.lead, table.stage,
+                    table.went_on, table.seconds, table.open_since],
+                facts.select(facts.lead, facts.stage, facts.went_on,
+                    facts.seconds, facts.open_since)))
+        cls._set_state(state, now.date(), now - COMMIT_MARGIN)
+
+
+class LeadHistory(metaclass=PoolMeta):
+    __name__ = 'crm.lead.history'
+
+    @classmethod
+    def __setup__(cls):
+        super().__setup__()
+        t = cls.__table__()
+        # The leads whose history was written since the stage summary's
+        # refresh are counted from their history
+        cls._sql_indexes.add(Index(
+                t, (Coalesce(t.write_date, t.create_date), Index.Range())))
+
+
 class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
     """The stages that the leads created in the context's dates went
     through, from their stage history: how many reached each stage, how
@@ -316,50 +463,35 @@ class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        History = pool.get('crm.lead.history')
-        Stage = pool.get('crm.stage')
-        history = History.__table__()
-        stage = Stage.__table__()
+        Summary = pool.get('crm.report.stage_summary')
+        summary = Summary.__table__()
         lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
-        now = dt.datetime.now()
-        order = [history.date.asc, history.id.asc]
-        # The lead's changes from this one on: one pass over the history
-        # instead of a look-up of the later changes per lead and stage
-        following = Window([history.lead], order_by=order, frame='ROWS',
-            start=0, end=None)
-        sequence = Coalesce(stage.sequence, 0)
-        won = Case((history.to_state == 'won', 1), else_=0)
-        # Each stay in a stage ends with the lead's next change
-        stays = leads.join(history, condition=history.lead == lead.id
-            ).join(stage, condition=history.to_stage == stage.id).select(
-            history.id, lead.company, history.lead,
-            history.to_stage.as_('stage'), history.to_state, history.date,
-            Next(history.date, window=Window([history.lead],
-                    order_by=order)).as_('until'),
-            sequence.as_('sequence'),
-            Max(Case((history.to_state == 'open', sequence)),
-                window=following).as_('highest'),
-            Max(won, window=following).as_('won'),
-            where=where)
-        seconds = Case(
-            (stays.until != Null, seconds_between(stays.date, stays.until)),
-            (stays.to_state == 'open',
-                seconds_between(stays.date, Literal(now))),
+        now = Literal(dt.datetime.now())
+        stale = Summary.stale_lead_ids()
+        live = stage_facts(leads, lead, where & (
+                SQL_OPERATORS['in'](lead.id, stale) if stale is not None
+                else Literal(True)))
+        live = live.select(union_id(live, False).as_('id'), live.company,
+            live.stage, live.went_on, live.seconds, live.open_since)
+        if stale is not None:
+            kept = leads.join(summary, condition=summary.lead == lead.id
+                ).select(union_id(summary, True).as_('id'), lead.company,
+                summary.stage, summary.went_on, summary.seconds,
+                summary.open_since, where=where
+                & SQL_OPERATORS['not in'](lead.id, stale))
+            facts = Union(live, kept, all_=True)
+        else:
+            facts = live
+        # The stays that ended, and the current one of an open lead
+        seconds = Case(((facts.seconds != Null) | (facts.open_since != Null),
+                Coalesce(facts.seconds, 0) + Coalesce(
+                    seconds_between(facts.open_since, now), 0)),
             else_=Null)
-        # From a stay in the stage (open), the lead went on to an open
-        # stage of a higher sequence or was won
-        went_on = Case(((stays.to_state == 'open')
-                & ((stays.highest > stays.sequence) | (stays.won == 1)), 1),
-            else_=0)
-        rows = stays.select(
-            Min(stays.id).as_('id'), stays.company, stays.lead, stays.stage,
-            Max(went_on).as_('went_on'),
-            (Sum(seconds) / DAY).as_('days'),
-            group_by=[stays.company, stays.lead, stays.stage])
-        return grouped(rows, ['company', 'stage'],
+        return grouped(facts, ['company', 'stage'],
             Count().as_('reached'),
-            Sum(rows.went_on).as_('went_on'),
-            cls.average_days.sql_cast(Avg(rows.days)).as_('average_days'))
+            Sum(facts.went_on).as_('went_on'),
+            cls.average_days.sql_cast(Avg(seconds / DAY)).as_(
+                'average_days'))
 
     def get_conversion(self, name):
         return rate(self.went_on, self.reached)

@@ -45,12 +45,47 @@ class Refresh(ModelSQL):
         "Refresh every summary (the cron)"
         pool = Pool()
         for _, Model in pool.iterobject():
-            if (isinstance(Model, type) and issubclass(Model, DaySummary)
-                    and Model._source):
+            if isinstance(Model, type) and issubclass(Model, Summary):
                 Model.refresh()
 
 
-class DaySummary(ModelSQL):
+class Summary(ModelSQL):
+    "Figures kept ahead for an analysis, refreshed by the cron"
+    __slots__ = ()
+
+    @classmethod
+    def _state(cls):
+        "(id, horizon, refreshed_at) of the last refresh, or None"
+        Refresh = Pool().get('crm.report.summary.refresh')
+        refresh = Refresh.__table__()
+        cursor = Transaction().connection.cursor()
+        cursor.execute(*refresh.select(
+                refresh.id, refresh.horizon, refresh.refreshed_at,
+                where=refresh.summary == cls.__name__))
+        return cursor.fetchone()
+
+    @classmethod
+    def _set_state(cls, state, horizon, refreshed_at):
+        "Store the refresh (state: what _state() gave before it)"
+        Refresh = Pool().get('crm.report.summary.refresh')
+        refresh = Refresh.__table__()
+        cursor = Transaction().connection.cursor()
+        values = [horizon, refreshed_at]
+        if state:
+            cursor.execute(*refresh.update(
+                    [refresh.horizon, refresh.refreshed_at], values,
+                    where=refresh.id == state[0]))
+        else:
+            cursor.execute(*refresh.insert(
+                    [refresh.summary, refresh.horizon, refresh.refreshed_at],
+                    [[cls.__name__, *values]]))
+
+    @classmethod
+    def refresh(cls):
+        raise NotImplementedError
+
+
+class DaySummary(Summary):
     """Totals per day (and other keys) of the records of _source, kept for
     the days before the horizon; its key fields bear the names of the
     source's fields so that the source's rules and domains apply to it"""
@@ -72,17 +107,6 @@ class DaySummary(ModelSQL):
         """(column names, select) of the totals of the rows of source (the
         source's table) matching where, grouped by the summary's keys"""
         raise NotImplementedError
-
-    @classmethod
-    def _state(cls):
-        "(horizon, refreshed_at) of the last refresh, or None"
-        Refresh = Pool().get('crm.report.summary.refresh')
-        refresh = Refresh.__table__()
-        cursor = Transaction().connection.cursor()
-        cursor.execute(*refresh.select(
-                refresh.id, refresh.horizon, refresh.refreshed_at,
-                where=refresh.summary == cls.__name__))
-        return cursor.fetchone()
 
     @classmethod
     def _stale_from(cls, refreshed_at):
@@ -127,7 +151,6 @@ class DaySummary(ModelSQL):
         Source = pool.get(cls._source)
         table = cls.__table__()
         source = Source.__table__()
-        refresh = Refresh.__table__()
         cursor = Transaction().connection.cursor()
         Refresh.lock()
         now = dt.datetime.now()
@@ -136,7 +159,7 @@ class DaySummary(ModelSQL):
         where = time < dt.datetime.combine(horizon, dt.time())
         state = cls._state()
         if state:
-            id_, last_horizon, refreshed_at = state
+            _, last_horizon, refreshed_at = state
             start = _date(last_horizon)
             stale = cls._stale_from(refreshed_at)
             if stale:
@@ -148,15 +171,7 @@ class DaySummary(ModelSQL):
         columns, query = cls._summarize(source, where)
         cursor.execute(*table.insert(
                 [Column(table, c) for c in columns], query))
-        values = [horizon, now - COMMIT_MARGIN]
-        if state:
-            cursor.execute(*refresh.update(
-                    [refresh.horizon, refresh.refreshed_at], values,
-                    where=refresh.id == id_))
-        else:
-            cursor.execute(*refresh.insert(
-                    [refresh.summary, refresh.horizon, refresh.refreshed_at],
-                    [[cls.__name__, *values]]))
+        cls._set_state(state, horizon, now - COMMIT_MARGIN)
 
 
 def union_id(table, summary):

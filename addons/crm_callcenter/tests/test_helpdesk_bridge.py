@@ -5,12 +5,13 @@ from trytond.tests.test_tryton import with_transaction
 
 from crm_core.tests.tools import CrmDatabaseTestCase
 
+from . import WITH_EXTRAS
 from .test_callcenter import CallCenterSetup, event
 
 
 class HelpdeskBridgeTestCase(CrmDatabaseTestCase):
     "Test the call center with the helpdesk"
-    modules = ['crm_callcenter', 'crm_helpdesk']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_ticket_from_call(self):

@@ -15,6 +15,7 @@ from trytond.transaction import Transaction
 from crm_core.savepoint import savepoint
 from crm_core.tests.tools import CrmDatabaseTestCase, create_team, create_user
 
+from . import WITH_EXTRAS
 from .. import ivr_routes  # noqa: F401 (the step API's routes)
 from .test_callcenter import T0, CallCenterSetup
 
@@ -592,7 +593,7 @@ del RouteTestCase
 
 class IVRHelpdeskTestCase(CrmDatabaseTestCase):
     "Test the caller-aware nodes with crm_helpdesk activated"
-    modules = ['crm_callcenter', 'crm_helpdesk']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_open_ticket_branch_and_status(self):

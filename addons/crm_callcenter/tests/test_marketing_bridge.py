@@ -5,12 +5,13 @@ from trytond.tests.test_tryton import with_transaction
 
 from crm_core.tests.tools import CrmDatabaseTestCase, create_party
 
+from . import WITH_EXTRAS
 from .test_callcenter import CallCenterSetup
 
 
 class MarketingBridgeTestCase(CrmDatabaseTestCase):
     "Test call lists from segments"
-    modules = ['crm_callcenter', 'crm_marketing']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_call_list_from_segment(self):

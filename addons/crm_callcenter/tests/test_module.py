@@ -4,12 +4,14 @@ from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 
 from crm_core.tests.tools import sao_unknown_list_columns
 
+from . import WITH_EXTRAS
+
 
 class CrmCallCenterTestCase(
         PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
     "Test CRM Call Center module"
     module = 'crm_callcenter'
-    extras = ['crm_helpdesk', 'crm_marketing']
+    extras = WITH_EXTRAS[1:]
 
     @with_transaction()
     def test_lists_open_in_sao(self):

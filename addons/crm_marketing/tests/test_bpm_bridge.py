@@ -5,6 +5,8 @@ from trytond.transaction import Transaction
 
 from crm_core.tests.tools import CrmDatabaseTestCase, CrmSetup, create_party
 
+from . import WITH_EXTRAS
+
 # Start, one task for a person, end
 WELCOME = (
     '<?xml version="1.0" encoding="UTF-8"?>'
@@ -22,7 +24,7 @@ WELCOME = (
 
 class BpmBridgeTestCase(CrmDatabaseTestCase):
     "Test processes started from segments"
-    modules = ['crm_marketing', 'crm_bpm']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_start_process_for_every_member(self):

@@ -4,10 +4,12 @@ from trytond.tests.test_tryton import with_transaction
 
 from crm_core.tests.tools import CrmDatabaseTestCase, CrmSetup, create_party
 
+from . import WITH_EXTRAS
+
 
 class HelpdeskBridgeTestCase(CrmDatabaseTestCase):
     "Test the open tickets criterion"
-    modules = ['crm_marketing', 'crm_helpdesk']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_open_tickets_criterion(self):

@@ -9,6 +9,8 @@ from trytond.transaction import Transaction
 
 from crm_core.tests.tools import CrmDatabaseTestCase, CrmSetup, create_party
 
+from . import WITH_EXTRAS
+
 BOARDS = ['dashboard_salesperson', 'dashboard_sales_manager',
     'dashboard_support', 'dashboard_callcenter', 'dashboard_marketing']
 
@@ -42,8 +44,7 @@ def load_board(xml_id):
 
 class DashboardTestCase(CrmDatabaseTestCase):
     "Dashboards"
-    modules = ['crm_reports', 'crm_helpdesk', 'crm_callcenter',
-        'crm_marketing']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_every_board_loads(self):

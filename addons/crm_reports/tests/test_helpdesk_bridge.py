@@ -10,6 +10,8 @@ from trytond.transaction import Transaction
 from crm_core.tests.tools import CrmDatabaseTestCase
 from crm_helpdesk.tests.test_analysis import AnalysisSetup
 
+from . import WITH_EXTRAS
+
 CONTEXT = dict(from_date=dt.date(2026, 1, 1), to_date=dt.date(2026, 12, 31),
     period='month')
 
@@ -57,7 +59,7 @@ def rows(**context):
 
 class HelpdeskReportsTestCase(CrmDatabaseTestCase):
     "Support reports"
-    modules = ['crm_reports', 'crm_helpdesk']
+    modules = WITH_EXTRAS
 
     @with_transaction()
     def test_tickets_per_period(self):

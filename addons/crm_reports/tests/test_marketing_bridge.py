@@ -9,6 +9,8 @@ from trytond.transaction import Transaction
 
 from crm_core.tests.tools import CrmDatabaseTestCase, CrmSetup, create_party
 
+from . import WITH_EXTRAS
+
 
 def money(value):
     return Decimal(str(value or 0)).quantize(Decimal('0.01'))
@@ -16,7 +18,7 @@ def money(value):
 
 class MarketingReportsTestCase(CrmDatabaseTestCase):
     "Marketing reports"
-    modules = ['crm_reports', 'crm_marketing']
+    modules = WITH_EXTRAS
 
     def campaign(self, crm):
         "A campaign with members, costs and leads of both teams"

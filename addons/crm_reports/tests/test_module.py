@@ -4,12 +4,14 @@ from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 
 from crm_core.tests.tools import sao_unknown_list_columns
 
+from . import WITH_EXTRAS
+
 
 class CrmReportsTestCase(
         PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
     "Test CRM Reports module"
     module = 'crm_reports'
-    extras = ['crm_helpdesk', 'crm_callcenter', 'crm_marketing', 'crm_bpm']
+    extras = WITH_EXTRAS[1:]
 
     @with_transaction()
     def test_lists_open_in_sao(self):

@@ -471,14 +471,12 @@ class SalesReportsTestCase(CrmDatabaseTestCase):
             self.assertEqual(money(row.average_deal), money(2000))
             self.assertAlmostEqual(row.cycle_days, 30, places=6)
 
-    @with_transaction()
-    def test_stage_funnel(self):
-        "Leads reaching each stage, going on, and their days in it"
+    def check_funnel(self, context):
+        """The Stage Funnel's rows in the context equal the figures
+        computed from the history of the leads created in the year; return
+        them by stage"""
         pool = Pool()
         Lead = pool.get('crm.lead')
-        crm = CrmSetup()
-        funnel_data(crm)
-        context = dict(IN_YEAR, company=crm.company.id)
         reached = defaultdict(set)
         went_on = defaultdict(set)
         days = defaultdict(lambda: defaultdict(float))
@@ -520,16 +518,85 @@ class SalesReportsTestCase(CrmDatabaseTestCase):
                     self.assertIsNone(row.average_days)
                 self.assertEqual(row.conversion,
                     round(100 * row.went_on / row.reached, 1))
-            stage = crm.stage
-            self.assertEqual(
-                {s.name: (r.reached, r.went_on) for s, r in rows.items()}, {
-                    'New': (4, 4), 'Qualified': (4, 1),
-                    'Proposition': (2, 1), 'Won': (2, 0), 'Lost': (1, 0)})
-            self.assertAlmostEqual(rows[stage('New')].average_days,
-                (4 + 10 + 4 + 19) / 4, places=6)
-            self.assertIsNone(rows[stage('Won')].average_days)
+        return {s.name: (r.reached, r.went_on, r.average_days)
+            for s, r in rows.items()}
+
+    def assertFunnelEqual(self, first, second):
+        "The same figures, the days up to the time passed between them"
+        self.assertEqual({s: r[:2] for s, r in first.items()},
+            {s: r[:2] for s, r in second.items()})
+        for stage, row in first.items():
+            if row[2] is None:
+                self.assertIsNone(second[stage][2])
+            else:
+                self.assertAlmostEqual(row[2], second[stage][2], places=4)
+
+    @with_transaction()
+    def test_stage_funnel(self):
+        "Leads reaching each stage, going on, and their days in it"
+        crm = CrmSetup()
+        funnel_data(crm)
+        context = dict(IN_YEAR, company=crm.company.id)
+        rows = self.check_funnel(context)
+        self.assertEqual({s: r[:2] for s, r in rows.items()}, {
+                'New': (4, 4), 'Qualified': (4, 1),
+                'Proposition': (2, 1), 'Won': (2, 0), 'Lost': (1, 0)})
+        self.assertAlmostEqual(rows['New'][2], (4 + 10 + 4 + 19) / 4,
+            places=6)
+        self.assertIsNone(rows['Won'][2])
         check_drill_downs(self, 'crm.report.stage_funnel', context,
             lambda r: r.reached)
+
+    @with_transaction()
+    def test_stage_funnel_summary(self):
+        """The Stage Funnel counts the leads summarized by the cron from
+        the summary and the others from their history: its figures stay
+        those of the history"""
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        History = pool.get('crm.lead.history')
+        Stage = pool.get('crm.stage')
+        Refresh = pool.get('crm.report.summary.refresh')
+        Summary = pool.get('crm.report.stage_summary')
+        crm = CrmSetup()
+        leads = funnel_data(crm)
+        context = dict(IN_YEAR, company=crm.company.id)
+        # The history and the stages were written long before the refresh
+        long_ago = dt.datetime.now() - dt.timedelta(days=2)
+        history = History.search([])
+        set_columns(History, history, create_date=long_ago)
+        set_columns(Stage, Stage.search([]), create_date=long_ago,
+            write_date=None)
+        before = self.check_funnel(context)
+        Refresh.refresh()
+        self.assertFunnelEqual(self.check_funnel(context), before)
+        self.assertEqual(Summary.search([], count=True),
+            len({(h.lead, h.to_stage) for h in history}))
+        # The summary is what is read: a wrong row shows
+        summary, = Summary.search([
+                ('lead', '=', leads[3].id),
+                ('stage.name', '=', "Qualified"),
+                ])
+        set_columns(Summary, [summary], went_on=1)
+        self.assertEqual(analysis('crm.report.stage_funnel', context,
+                lambda r: r.stage.name, lambda r: r.went_on)['Qualified'], 2)
+        set_columns(Summary, [summary], went_on=0)
+
+        # A lead moved after the refresh is counted from its history
+        with crm.company_context():
+            Lead.write([leads[3]], {'stage': crm.stage('Proposition').id})
+        moved = self.check_funnel(context)
+        self.assertEqual(moved['Qualified'][:2], (4, 2))
+        self.assertEqual(moved['Proposition'][:2], (3, 1))
+        Refresh.refresh()
+        self.assertFunnelEqual(self.check_funnel(context), moved)
+
+        # A stage's sequence changed after the refresh: what went on is
+        # counted from the history again
+        Stage.write([crm.stage('Qualified')], {'sequence': 1000})
+        resequenced = self.check_funnel(context)
+        self.assertEqual(resequenced['New'][:2], (4, 4))
+        self.assertEqual(resequenced['Qualified'][:2], (4, 1))
 
     @with_transaction()
     def test_lost_reason(self):
