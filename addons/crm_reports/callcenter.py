@@ -28,6 +28,25 @@ CALLS_COUNTED = [
     ]
 
 
+def call_measures(call, queue):
+    """{name: expression}: the figures of a call (a callcenter.call table)
+    joined to its queue (a callcenter.queue table), added up per hour and
+    queue: 1 or 0 for answered, abandoned (hung up before an agent
+    answered), answered in time (waited no longer than the queue's service
+    level) and talked (answered with a talk time), and its talk seconds"""
+    answered = call.answered != Null
+    talk = Case((answered, call.talk_seconds), else_=Null)
+    return {
+        'answered': Case((answered, 1), else_=0),
+        'abandoned': Case((call.state == 'abandoned', 1), else_=0),
+        'in_time': Case((answered
+                & (Coalesce(call.wait_seconds, 0)
+                    <= queue.service_level_seconds), 1), else_=0),
+        'talk_seconds': Coalesce(talk, 0),
+        'talked': Case((talk != Null, 1), else_=0),
+        }
+
+
 def call_domain():
     "The context's companies, team (of the queue) and agent (user)"
     context = Transaction().context
@@ -81,21 +100,12 @@ class CallHour(AnalysisMixin, ModelSQL, ModelView):
         where &= date_range(call.created)
         if live_from:
             where &= call.created >= dt.datetime.combine(live_from, dt.time())
-        answered = call.answered != Null
-        talk = Case((answered, call.talk_seconds), else_=Null)
         parts = [calls.join(queue, condition=call.queue == queue.id).select(
                 union_id(call, False).as_('id'), call.company, call.queue,
                 hour_of(call.created).as_('hour'),
                 Literal(1).as_('offered'),
-                Case((answered, 1), else_=0).as_('answered'),
-                Case((call.state == 'abandoned', 1), else_=0).as_(
-                    'abandoned'),
-                Case((answered
-                        & (Coalesce(call.wait_seconds, 0)
-                            <= queue.service_level_seconds), 1),
-                    else_=0).as_('in_time'),
-                Coalesce(talk, 0).as_('talk_seconds'),
-                Case((talk != Null, 1), else_=0).as_('talked'),
+                *(measure.as_(name) for name, measure
+                    in call_measures(call, queue).items()),
                 where=where)]
         if live_from:
             summary, summaries, where = readable_rows(
@@ -251,25 +261,16 @@ class CallSummary(DaySummary):
     def _summarize(cls, call, where):
         Queue = Pool().get('callcenter.queue')
         queue = Queue.__table__()
-        answered = call.answered != Null
-        talk = Case((answered, call.talk_seconds), else_=Null)
+        measures = call_measures(call, queue)
         columns = [call.company, call.queue, call.user,
             date_of(call.created), hour_of(call.created)]
         Call = Pool().get('callcenter.call')
         _, counted = Call.search_domain(
             CALLS_COUNTED, active_test=False, tables={None: (call, None)})
         return ['company', 'queue', 'user', 'day', 'hour', 'offered',
-            'answered', 'abandoned', 'in_time', 'talk_seconds', 'talked'], (
+            *measures], (
             call.join(queue, condition=call.queue == queue.id).select(
-                *columns, Count(),
-                Sum(Case((answered, 1), else_=0)),
-                Sum(Case((call.state == 'abandoned', 1), else_=0)),
-                Sum(Case((answered
-                            & (Coalesce(call.wait_seconds, 0)
-                                <= queue.service_level_seconds), 1),
-                        else_=0)),
-                Sum(Coalesce(talk, 0)),
-                Sum(Case((talk != Null, 1), else_=0)),
+                *columns, Count(), *(Sum(m) for m in measures.values()),
                 where=where & counted, group_by=columns))
 
 
