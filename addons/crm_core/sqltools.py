@@ -99,3 +99,9 @@ def seconds_between(start, end):
     if backend.name == 'sqlite':
         return (_SQLiteJulianDay(end) - _SQLiteJulianDay(start)) * 86400
     return Extract('EPOCH', end - start)
+
+
+def hours_between(start, end):
+    """The hours from start to end (timestamp columns), a float; NULL when
+    one of them is"""
+    return seconds_between(start, end) / 3600

@@ -11,15 +11,10 @@ from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import seconds_between, week_start
+from crm_core.sqltools import hours_between, week_start
 
 # Weeks shown when the context gives no start
 WEEKS = 12
-
-
-def hours_between(start, end):
-    "The hours from start to end, NULL when one of them is"
-    return seconds_between(start, end) / 3600
 
 
 def monday(date):

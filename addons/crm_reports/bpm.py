@@ -11,7 +11,7 @@ from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import seconds_between
+from crm_core.sqltools import hours_between
 
 from .common import (
     AnalysisMixin, context_companies, date_domain, date_range, grouped,
@@ -39,11 +39,6 @@ def instance_domain():
                 (f'record.{n}', o, v, model)
                 for n, o, v in filters if n in Model._fields])
     return [['OR', *records]] if records else [('id', '=', None)]
-
-
-def hours(start, end):
-    "The hours from start to end (timestamp columns)"
-    return seconds_between(start, end) / 3600
 
 
 class ProcessCycle(AnalysisMixin, ModelSQL, ModelView):
@@ -98,7 +93,8 @@ class ProcessCycle(AnalysisMixin, ModelSQL, ModelView):
             state('cancelled').as_('cancelled'),
             state('failed').as_('failed'),
             state('running', 'suspended').as_('running'),
-            Case((completed, hours(instance.start_date, instance.end_date)),
+            Case((completed,
+                    hours_between(instance.start_date, instance.end_date)),
                 else_=Null).as_('cycle'),
             where=instance.id.in_(instances)
             & date_range(instance.start_date))
@@ -171,7 +167,8 @@ class ProcessWaiting(AnalysisMixin, ModelSQL, ModelView):
                 log.name, log.element_type,
                 Case(((log.end == Null) & (instance.state == 'running'), 1),
                     else_=0).as_('waiting'),
-                hours(log.start, Coalesce(log.end, instance.end_date, now)
+                hours_between(
+                    log.start, Coalesce(log.end, instance.end_date, now)
                     ).as_('waited'),
                 where=log.id.in_(logs) & instance.id.in_(instances))
         # Steps that took no time (gateways, scripts...) are no waiting
