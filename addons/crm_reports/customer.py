@@ -18,8 +18,8 @@ from trytond.transaction import Transaction
 
 from .common import (
     AnalysisMixin, CurrencyMixin, date_domain, date_range, grouped,
-    lead_domain, lead_revenue, period_end, period_first_day, rate, readable,
-    user_domain)
+    lead_domain, lead_revenue, period_end, period_first_day, rate,
+    readable_rows, user_domain)
 
 
 def party_domain():
@@ -100,25 +100,28 @@ class CustomerLifecycle(AnalysisMixin, ModelSQL, ModelView):
         return periods
 
     @classmethod
-    def _parties(cls):
+    def _changes(cls):
+        """(change, from, where): the lifecycle changes (crm.party.lifecycle
+        table) of the parties the reader may read"""
+        change = Pool().get('crm.party.lifecycle').__table__()
         # Archived parties keep their history
-        return readable('party.party', party_domain() + [
+        party, parties, where = readable_rows('party.party', party_domain() + [
                 ('active', 'in', [True, False]),
                 ])
+        return change, parties.join(change,
+            condition=change.party == party.id), where
 
     @classmethod
     def table_query(cls):
-        pool = Pool()
-        change = pool.get('crm.party.lifecycle').__table__()
-        parties = cls._parties()
+        change, changes, where = cls._changes()
         # Each status holds until the party's next change
-        history = change.select(
+        history = changes.select(
             change.party, change.date, change.from_status,
             change.to_status,
             Next(change.date, window=Window([change.party],
                     order_by=[change.date.asc, change.id.asc])
                 ).as_('until'),
-            where=change.party.in_(parties))
+            where=where)
         periods = Values([(i, *p) for i, p in enumerate(cls._periods(), 1)])
         id_, period, start, end = (Column(periods, 'column%s' % i)
             for i in range(1, 5))
@@ -140,14 +143,12 @@ class CustomerLifecycle(AnalysisMixin, ModelSQL, ModelView):
 
     def drill_down_domain(self):
         "The parties that became customers or turned former in the period"
-        pool = Pool()
-        change = pool.get('crm.party.lifecycle').__table__()
+        change, changes, where = self._changes()
         _, start, end = next(p for p in self._periods() if p[0] == self.period)
         cursor = Transaction().connection.cursor()
-        cursor.execute(*change.select(change.party,
-                where=(change.date >= start) & (change.date < end)
-                & (became_customer(change) | turned_former(change))
-                & change.party.in_(self._parties()),
+        cursor.execute(*changes.select(change.party,
+                where=where & (change.date >= start) & (change.date < end)
+                & (became_customer(change) | turned_former(change)),
                 group_by=[change.party]))
         return [
             ('id', 'in', [p for p, in cursor]),
@@ -195,14 +196,13 @@ class CustomerRevenue(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        lead = pool.get('crm.lead').__table__()
         party = pool.get('party.party').__table__()
-        leads = readable('crm.lead', cls._lead_domain())
-        rows = lead.join(party, condition=lead.party == party.id).select(
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        rows = leads.join(party, condition=lead.party == party.id).select(
             lead.id, lead.company, lead.party, party.owner, lead.date_closed,
             lead_revenue(lead).as_('amount'),
             Case((date_range(lead.date_closed), 1), else_=0).as_('in_dates'),
-            where=lead.id.in_(leads))
+            where=where)
         in_dates = rows.in_dates == 1
         return grouped(rows, ['company', 'party', 'owner'],
             Sum(rows.in_dates).as_('deals'),
@@ -241,10 +241,9 @@ class CustomerSegment(AnalysisMixin, ModelSQL, ModelView):
         "A customer per category (or none), with its owner and country"
         pool = Pool()
         Address = pool.get('party.address')
-        party = pool.get('party.party').__table__()
         address = Address.__table__()
         link = pool.get('party.party-party.category').__table__()
-        parties = readable('party.party', party_domain() + [
+        party, parties, where = readable_rows('party.party', party_domain() + [
                 ('lifecycle_status', '=', 'customer'),
                 ])
         # The first address in the order of Address (sequence, id)
@@ -255,13 +254,13 @@ class CustomerSegment(AnalysisMixin, ModelSQL, ModelView):
             where=address.active == Literal(True))
         first = ranked.select(ranked.party, ranked.country,
             where=ranked.rank == 1)
-        return party.join(first, 'LEFT', condition=first.party == party.id
+        return parties.join(first, 'LEFT', condition=first.party == party.id
             ).join(link, 'LEFT', condition=link.party == party.id).select(
             # Unique: even for a category link, odd for a party without
             Coalesce(link.id * 2, party.id * 2 + 1).as_('id'),
             party.id.as_('party'), party.owner, first.country,
             link.category,
-            where=party.id.in_(parties))
+            where=where)
 
     @classmethod
     def table_query(cls):

@@ -10,7 +10,7 @@ from trytond.pool import Pool
 
 from .common import (
     AnalysisMixin, CurrencyMixin, converted, converted_from, date_domain,
-    date_range, lead_domain, readable)
+    date_range, lead_domain, readable_rows)
 
 
 class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
@@ -51,20 +51,15 @@ class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         pool = Pool()
-        Lead = pool.get('crm.lead')
-        Member = pool.get('marketing.campaign.member')
-        Cost = pool.get('marketing.campaign.cost')
         Campaign = pool.get('marketing.campaign')
-        lead = Lead.__table__()
-        member = Member.__table__()
-        cost = Cost.__table__()
         campaign = Campaign.__table__()
         zero = Literal(0)
 
         def one(condition):
             return Case((condition, 1), else_=0)
+        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
         won = lead.state == 'won'
-        leads = lead.select(
+        leads = leads.select(
             lead.id, lead.marketing_campaign.as_('campaign'),
             zero.as_('member'), zero.as_('reached'), zero.as_('opened'),
             zero.as_('clicked'), Literal(1).as_('lead'),
@@ -73,22 +68,23 @@ class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             Case((won, converted(Coalesce(lead.expected_revenue, 0),
                         lead.company)), else_=0).as_('revenue'),
             zero.as_('cost'),
-            where=lead.id.in_(readable('crm.lead', cls._lead_domain())))
-        members = member.select(
+            where=where)
+        member, members, where = readable_rows('marketing.campaign.member')
+        members = members.select(
             member.id, member.campaign,
             Literal(1).as_('member'), one(member.sent != Null),
             one(member.opened != Null), one(member.clicked != Null),
             zero, zero, zero, zero, zero,
-            where=member.id.in_(readable('marketing.campaign.member')))
+            where=where)
         currencies = [c.currency for c in Campaign.search([])
             if c.currency]
-        costs = cost.join(campaign,
+        cost, costs, where = readable_rows('marketing.campaign.cost')
+        costs = costs.join(campaign,
             condition=cost.campaign == campaign.id).select(
             cost.id, cost.campaign, zero, zero, zero, zero, zero, zero,
             zero, zero,
             converted_from(cost.amount, campaign.currency, currencies),
-            where=cost.id.in_(readable('marketing.campaign.cost'))
-            & date_range(cost.date, timestamp=False))
+            where=where & date_range(cost.date, timestamp=False))
         rows = leads | members | costs
         rows.all_ = True
         # One row per campaign: its id (those of the three tables meet)
