@@ -1,5 +1,6 @@
 """Figures of the helpdesk for the managers' graphs: tickets per ISO week
-and the open tickets of each team, computed in SQL (table_query)"""
+and the open tickets of each team, computed in SQL (table_query) on the
+tickets the reader may read"""
 import datetime as dt
 
 from sql import Column, Literal, Null, Values, With
@@ -11,7 +12,7 @@ from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import hours_between, week_start
+from crm_core.sqltools import hours_between, readable_table, week_start
 
 # Weeks shown when the context gives no start
 WEEKS = 12
@@ -44,6 +45,14 @@ def ticket_filter(ticket):
             query=True)
         where &= ticket.type.in_(types)
     return where
+
+
+def tickets():
+    """(table, from, where): the tickets of the analysis (ticket_filter)
+    that the reader may read: all the company's for a manager, their own
+    and their teams' for an agent (the rules of helpdesk.ticket)"""
+    ticket, tickets, where = readable_table('helpdesk.ticket')
+    return ticket, tickets, where & ticket_filter(ticket)
 
 
 class Context(ModelView):
@@ -145,8 +154,6 @@ class Week(ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        pool = Pool()
-        Ticket = pool.get('helpdesk.ticket')
         mondays = cls._mondays()
         where = None
         if not mondays:
@@ -160,12 +167,12 @@ class Week(ModelSQL, ModelView):
         # before the period count for the backlog.  The week is computed in
         # a sub-query so that GROUP BY sees a column, not an expression with
         # parameters (PostgreSQL would not match them).
-        ticket = Ticket.__table__()
-        sub = ticket.select(
+        ticket, from_, where_ = tickets()
+        sub = from_.select(
             week_start(ticket.opened).as_('week'),
             ticket.first_response,
             hours_between(ticket.opened, ticket.first_response).as_('hours'),
-            where=ticket_filter(ticket) & (ticket.opened < end))
+            where=where_ & (ticket.opened < end))
         opened = With(query=sub.select(
                 sub.week,
                 Count(Literal(1)).as_('count'),
@@ -173,24 +180,22 @@ class Week(ModelSQL, ModelView):
                 Sum(sub.hours).as_('hours'),
                 group_by=[sub.week]))
 
-        ticket = Ticket.__table__()
-        sub = ticket.select(
+        ticket, from_, where_ = tickets()
+        sub = from_.select(
             week_start(ticket.solved).as_('week'),
             hours_between(ticket.opened, ticket.solved).as_('hours'),
-            where=ticket_filter(ticket)
-            & (ticket.solved >= start) & (ticket.solved < end))
+            where=where_ & (ticket.solved >= start) & (ticket.solved < end))
         solved = With(query=sub.select(
                 sub.week,
                 Count(Literal(1)).as_('count'),
                 Sum(sub.hours).as_('hours'),
                 group_by=[sub.week]))
 
-        ticket = Ticket.__table__()
-        sub = ticket.select(
+        ticket, from_, where_ = tickets()
+        sub = from_.select(
             week_start(ticket.closed).as_('week'),
             ticket.sla_status,
-            where=ticket_filter(ticket)
-            & (ticket.closed != Null) & (ticket.closed < end))
+            where=where_ & (ticket.closed != Null) & (ticket.closed < end))
         closed = With(query=sub.select(
                 sub.week,
                 Count(Literal(1)).as_('count'),
@@ -262,10 +267,8 @@ class Team(ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        pool = Pool()
-        Ticket = pool.get('helpdesk.ticket')
-        ticket = Ticket.__table__()
-        return ticket.select(
+        ticket, from_, where = tickets()
+        return from_.select(
             Min(ticket.id).as_('id'),
             ticket.team.as_('team'),
             Count(Literal(1)).as_('backlog'),
@@ -274,7 +277,7 @@ class Team(ModelSQL, ModelView):
             Count(Case((ticket.sla_status == 'breached', Literal(1)))
                 ).as_('breached'),
             # closed is set whenever the stage is solved or cancelled
-            where=ticket_filter(ticket) & (ticket.closed == Null),
+            where=where & (ticket.closed == Null),
             group_by=[ticket.team])
 
     def get_rec_name(self, name):

@@ -1,7 +1,8 @@
 """Marketing figures for graphs, computed in SQL (table_query): the results
 of each campaign by medium (leads, won revenue, costs, ROI) and the leads
 of each source per month. Both count the leads of the context's company
-created in the context's dates."""
+created in the context's dates that the reader may read (a salesperson:
+their own and their teams')."""
 import datetime as dt
 
 from sql import Literal, Null
@@ -14,7 +15,7 @@ from trytond.pool import Pool
 from trytond.pyson import Eval, If
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import month_start
+from crm_core.sqltools import month_start, readable_table
 
 
 class Context(ModelView):
@@ -44,6 +45,13 @@ class Context(ModelView):
     @classmethod
     def default_to_date(cls):
         return Transaction().context.get('to_date')
+
+
+def leads():
+    """(table, from, where): the leads of the analysis (lead_filter) that
+    the reader may read"""
+    lead, from_, where = readable_table('crm.lead')
+    return lead, from_, where & lead_filter(lead)
 
 
 def lead_filter(lead):
@@ -88,26 +96,23 @@ class CampaignMedium(ModelSQL, ModelView):
     @classmethod
     def table_query(cls):
         "Leads and costs of each (campaign, medium), added up"
-        pool = Pool()
-        Lead = pool.get('crm.lead')
-        Cost = pool.get('marketing.campaign.cost')
-        lead = Lead.__table__()
-        cost = Cost.__table__()
+        lead, from_, where = leads()
         won = lead.state == 'won'
-        leads = lead.select(
+        lead_rows = from_.select(
             lead.marketing_campaign.as_('campaign'),
             lead.marketing_medium.as_('medium'),
             Literal(1).as_('lead'),
             Case((won, 1), else_=0).as_('won'),
             Case((won, lead.expected_revenue), else_=0).as_('revenue'),
             Literal(0).as_('cost'),
-            where=lead_filter(lead) & (lead.marketing_campaign != Null))
-        costs = cost.select(
+            where=where & (lead.marketing_campaign != Null))
+        cost, from_, where = readable_table('marketing.campaign.cost')
+        costs = from_.select(
             cost.campaign.as_('campaign'), cost.medium.as_('medium'),
             Literal(0).as_('lead'), Literal(0).as_('won'),
             Literal(0).as_('revenue'), cost.amount.as_('cost'),
-            where=cost_filter(cost))
-        rows = leads | costs
+            where=where & cost_filter(cost))
+        rows = lead_rows | costs
         rows.all_ = True
         # One row per (campaign, medium): an id from both
         return rows.select(
@@ -158,19 +163,17 @@ class SourceMonth(ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        pool = Pool()
-        Lead = pool.get('crm.lead')
-        lead = Lead.__table__()
+        lead, from_, where = leads()
         # Grouped outside: PostgreSQL does not see the month's expression
         # in the select and in the group by as one (their parameters)
-        leads = lead.select(lead.id,
+        rows = from_.select(lead.id,
             month_start(lead.create_date).as_('month'),
             lead.marketing_source.as_('source'), lead.type, lead.state,
-            where=lead_filter(lead))
-        return leads.select(
-            Min(leads.id).as_('id'), leads.month, leads.source,
+            where=where)
+        return rows.select(
+            Min(rows.id).as_('id'), rows.month, rows.source,
             Count().as_('leads'),
-            Sum(Case((leads.type == 'opportunity', 1), else_=0)).as_(
+            Sum(Case((rows.type == 'opportunity', 1), else_=0)).as_(
                 'opportunities'),
-            Sum(Case((leads.state == 'won', 1), else_=0)).as_('won'),
-            group_by=[leads.month, leads.source])
+            Sum(Case((rows.state == 'won', 1), else_=0)).as_('won'),
+            group_by=[rows.month, rows.source])

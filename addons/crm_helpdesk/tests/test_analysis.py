@@ -1,5 +1,6 @@
 "Analysis: tickets per week, SLA success rate, times and backlog per team"
 import datetime as dt
+from contextlib import ExitStack
 from unittest.mock import patch
 
 from trytond.model.exceptions import AccessError
@@ -192,7 +193,7 @@ class AnalysisTestCase(CrmDatabaseTestCase):
 
     @with_transaction()
     def test_access_managers_only(self):
-        "The figures count every ticket: managers read them, agents do not"
+        "Managers read the figures, agents do not"
         pool = Pool()
         Week = pool.get('helpdesk.ticket.analysis.week')
         Team = pool.get('helpdesk.ticket.analysis.team')
@@ -208,6 +209,50 @@ class AnalysisTestCase(CrmDatabaseTestCase):
             for Model in [Week, Team]:
                 with self.assertRaises(AccessError):
                     Model.search([])
+
+    @with_transaction()
+    def test_figures_of_the_readable_tickets(self):
+        """The figures count the tickets the reader may read: a manager all
+        of them, an agent (given the analyses) their own and their team's"""
+        pool = Pool()
+        Access = pool.get('ir.model.access')
+        Group = pool.get('res.group')
+        User = pool.get('res.user')
+        Week = pool.get('helpdesk.ticket.analysis.week')
+        Team = pool.get('helpdesk.ticket.analysis.team')
+        hd = AnalysisSetup()
+        analysts, = Group.create([{'name': "Helpdesk Analysts"}])
+        Access.create([{'model': m.__name__, 'group': analysts.id,
+                    'perm_read': True} for m in [Week, Team]])
+        User.write([hd.ann, hd.zoe], {'groups': [('add', [analysts.id])]})
+
+        def figures(user=None, **context):
+            context.update(from_date=WEEK1, to_date=WEEK2)
+            with ExitStack() as stack:
+                if user:
+                    for manager in hd.as_user(user):
+                        stack.enter_context(manager)
+                stack.enter_context(Transaction().set_context(
+                        context, company=hd.company.id))
+                return ([(w.week, w.opened, w.solved, w.backlog, w.sla_met,
+                            w.sla_closed, w.first_response_hours,
+                            w.resolution_hours) for w in Week.search([])],
+                    [(r.team.id, r.backlog, r.at_risk, r.breached)
+                        for r in Team.search([])])
+
+        everything = figures()
+        weeks, teams = figures(hd.manager)
+        self.assertEqual((weeks, teams), everything)
+        self.assertEqual([w[1] for w in weeks], [4, 3])
+        self.assertEqual(len(teams), 2)
+        # ann and zoe read their team's tickets: the figures of their team
+        for agent, team in [(hd.ann, hd.support), (hd.zoe, hd.other)]:
+            with self.subTest(agent=agent.login):
+                self.assertEqual(figures(agent), figures(team=team.id))
+                self.assertNotEqual(figures(agent), everything)
+        weeks, teams = figures(hd.zoe)
+        self.assertEqual([w[1] for w in weeks], [1, 1])
+        self.assertEqual(teams, [(hd.other.id, 1, 0, 0)])
 
 
 del CrmDatabaseTestCase

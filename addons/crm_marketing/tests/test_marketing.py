@@ -603,6 +603,62 @@ class MarketingTestCase(CrmDatabaseTestCase):
                     {dt.date.today().replace(day=1)})
 
     @with_transaction()
+    def test_analyses_count_the_readable_leads(self):
+        """The analyses count the leads the reader may read: a salesperson
+        their own and their team's, a manager all of them"""
+        pool = Pool()
+        Lead = pool.get('crm.lead')
+        Campaign = pool.get('marketing.campaign')
+        Medium = pool.get('marketing.medium')
+        Source = pool.get('marketing.source')
+        ByMedium = pool.get('marketing.analysis.campaign_medium')
+        BySource = pool.get('marketing.analysis.source_month')
+        ms = MarketingSetup()
+        with ms.company_context():
+            party = create_party("Anna")
+            spring, = Campaign.create([{'name': "Spring",
+                        'currency': ms.company.currency.id}])
+            email_, = Medium.create([{'name': 'email'}])
+            web, = Source.create([{'name': 'newsletter'}])
+            Campaign.write([spring], {'costs': [('create', [
+                                {'description': "Mailing",
+                                    'amount': Decimal(100),
+                                    'medium': email_.id}])]})
+            leads = Lead.create([{
+                        'name': f"Lead {i}", 'party': party.id,
+                        'company': ms.company.id,
+                        'team': team.id, 'owner': owner.id,
+                        'marketing_campaign': spring.id,
+                        'marketing_medium': email_.id,
+                        'marketing_source': web.id,
+                        'expected_revenue': Decimal(amount)}
+                    for i, (team, owner, amount) in enumerate([
+                            (ms.north, ms.alice, 500),
+                            (ms.north, ms.bob, 700),
+                            (ms.south, ms.carol, 300)])])
+            Lead.won([leads[0], leads[2]])
+
+        def figures(user):
+            with ms.as_user(user):
+                return ([(r.medium.id, r.leads, r.won, r.won_revenue, r.cost)
+                        for r in ByMedium.search([])],
+                    [(r.source.id, r.leads, r.won)
+                        for r in BySource.search([])])
+        self.assertEqual(figures(ms.manager), (
+                [(email_.id, 3, 2, Decimal(800), Decimal(100))],
+                [(web.id, 3, 2)]))
+        # alice and bob (North) read the North team's leads, carol (South)
+        # her own: the costs are the campaign's, whoever reads them
+        for user in [ms.alice, ms.bob]:
+            with self.subTest(user=user.login):
+                self.assertEqual(figures(user), (
+                        [(email_.id, 2, 1, Decimal(500), Decimal(100))],
+                        [(web.id, 2, 1)]))
+        self.assertEqual(figures(ms.carol), (
+                [(email_.id, 1, 1, Decimal(300), Decimal(100))],
+                [(web.id, 1, 1)]))
+
+    @with_transaction()
     def test_segment_quality_deals_and_responses(self):
         "Quality score range, won deals and responses to campaigns"
         pool = Pool()
