@@ -75,6 +75,13 @@ def parse_args(description, **sizes):
     return options
 
 
+def check(condition, *details):
+    """A check of the bench's own data or results, kept under python -O
+    (unlike assert): fail with the details"""
+    if not condition:
+        raise AssertionError(*details)
+
+
 def print_figures(figures):
     "The last lines of the output: figure: <name> <value> <unit>"
     sys.stdout.flush()

@@ -7,6 +7,7 @@ import random
 import sys
 
 import benchlib
+from benchlib import check
 
 RUNS = 20
 WARMUP = 2
@@ -96,8 +97,8 @@ def main():
                     f"{s['name']} {s['count']} ({len(s['cards'])} cards)"
                     for s in stages)))
         benchlib.log("runs (ms): " + ' '.join(f'{d:.0f}' for d in durations))
-        assert all(len(s['cards']) <= 50 for s in stages)
-        assert sum(s['count'] for s in stages) > 0
+        check(all(len(s['cards']) <= 50 for s in stages))
+        check(sum(s['count'] for s in stages) > 0)
     benchlib.print_figures([('board_query_ms', median, 'ms')])
 
 

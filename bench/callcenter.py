@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import benchlib
 import sipp
-from benchlib import log, transaction
+from benchlib import check, log, transaction
 
 EVENTS_TARGET = 500
 ROUTING_TARGET_MS = 20
@@ -172,8 +172,8 @@ def insert_phones(name, party_ids, admin):
     from crm_core.contact import e164
     mechanism = Table('party_contact_mechanism')
     now = dt.datetime.now()
-    assert all(e164(party_phone(p)) == party_phone(p)
-        for p in party_ids[:10] + party_ids[-10:])
+    check(all(e164(party_phone(p)) == party_phone(p)
+        for p in party_ids[:10] + party_ids[-10:]))
     rows = []
     for party_id in party_ids:
         phone = party_phone(party_id)
@@ -554,7 +554,7 @@ def routing(name, cc, port, count):
             started = time.perf_counter()
             status, answer = connection.post(path, payload)
             duration = (time.perf_counter() - started) * 1000
-            assert status == 200, (status, answer)
+            check(status == 200, (status, answer))
             if i >= WARMUP:
                 durations.append(duration)
                 per_queue[queue['number']].append(duration)
@@ -813,10 +813,10 @@ def ingest(name, cc, servers, seconds, tag, batch=1):
         f"; {with_party} with their party ({known} from a known number), "
         f"{without_agent} without agent or queue; {len(wrong)} in a wrong "
         "state" + (f", e.g. {list(wrong.items())[:5]}" if wrong else ''))
-    assert not wrong, len(wrong)
-    assert with_party == known, (with_party, known)
-    assert not without_agent, without_agent
-    assert not extra, extra
+    check(not wrong, len(wrong))
+    check(with_party == known, (with_party, known))
+    check(not without_agent, without_agent)
+    check(not extra, extra)
     return rate, lost, acked
 
 
@@ -865,9 +865,9 @@ def measure(name, options):
     log(f"agents by status: {agents}")
     log("EXPLAIN ANALYZE of the wallboard's queries:\n"
         + explain_wallboard(name, cc))
-    assert sum(f['waiting'] for f in figures.values()) == \
-        cc['live']['ringing'], figures
-    assert sum(f['answered'] for f in figures.values()) > 0, figures
+    check(sum(f['waiting'] for f in figures.values())
+        == cc['live']['ringing'], figures)
+    check(sum(f['answered'] for f in figures.values()) > 0, figures)
 
     benchlib.release(name)
     # As in production (README.md): the queue left to trytond-worker,
@@ -890,7 +890,7 @@ def measure(name, options):
         log(f"routing: {len(durations)} decisions {dict(decisions)}, "
             f"median {routing_ms:.1f} ms, p90 "
             f"{sorted(durations)[int(len(durations) * 0.9)]:.1f} ms")
-        assert decisions == {'agent': len(durations)}, decisions
+        check(decisions == {'agent': len(durations)}, decisions)
         with transaction(name, cc['admin'], {'company': cc['company']}):
             from trytond.pool import Pool
             Agent = Pool().get('callcenter.agent')

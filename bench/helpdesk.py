@@ -19,7 +19,7 @@ from email.utils import formataddr, format_datetime, make_msgid
 from urllib.parse import quote
 
 import benchlib
-from benchlib import batches, log, transaction
+from benchlib import batches, check, log, transaction
 
 CRON_TARGET_S = 5.0
 QUERY_TARGET_MS = 150
@@ -240,7 +240,7 @@ def create_seeds(name, hd, party_ids, count, open_count, now, seed=3):
             Ticket = Pool().get('helpdesk.ticket')
             tickets = Ticket.create(batch)
             open_ids += [t.id for t in tickets if t.kind not in CLOSED]
-    assert len(open_ids) == open_count, (len(open_ids), open_count)
+    check(len(open_ids) == open_count, (len(open_ids), open_count))
     return open_ids
 
 
@@ -398,7 +398,7 @@ class TicketFactory:
             values['first_response'] = at = self._first_response(
                 values, policy)
         values = self.finish(values, kind, at + MINUTE)
-        assert values['sla_check'] and values['sla_check'] <= self.now, values
+        check(values['sla_check'] and values['sla_check'] <= self.now, values)
         return values
 
     def _first_response(self, values, policy):
@@ -438,7 +438,7 @@ class TicketFactory:
                     at + (self.now - at) * rnd.uniform(0, 1)).replace(
                     microsecond=0)
         values = self.finish(values, kind, at)
-        assert not values['sla_check'] or values['sla_check'] > self.now, (
+        check(not values['sla_check'] or values['sla_check'] > self.now,
             values)
         return values
 
@@ -602,8 +602,8 @@ def check_cron(name, due):
         f"{notes} escalation notes, {notifications} notifications")
     escalated = sum(n for (s, e), n in statuses.items()
         if s in {'at_risk', 'breached'} and e == s)
-    assert escalated == len(due), (statuses, len(due))
-    assert notes == len(due), notes
+    check(escalated == len(due), (statuses, len(due)))
+    check(notes == len(due), notes)
 
 
 # Team list ---------------------------------------------------------------
@@ -967,12 +967,12 @@ def email_to_ticket(name, hd, seconds, smtp, filestore):
         f"tickets, {delta['inbound']} customer messages, "
         f"{delta['parties']} new parties; {sent} acknowledgements sent")
     server_errors = [s for s in errors if isinstance(s, int) and s >= 500]
-    assert not server_errors, errors
-    assert delta['emails'] == total, (delta, total)
-    assert delta['ignored'] == 0, delta
-    assert delta['tickets'] == ok['known'] + ok['unknown'], (delta, ok)
-    assert delta['inbound'] == total, (delta, total)
-    assert sent == delta['tickets'], (sent, delta)
+    check(not server_errors, errors)
+    check(delta['emails'] == total, (delta, total))
+    check(delta['ignored'] == 0, delta)
+    check(delta['tickets'] == ok['known'] + ok['unknown'], (delta, ok))
+    check(delta['inbound'] == total, (delta, total))
+    check(sent == delta['tickets'], (sent, delta))
     return rate
 
 
@@ -986,7 +986,7 @@ def measure(name, options, smtp, filestore):
 
     checked, cron_s = run_cron(name, now, options.profile)
     log(f"SLA cron: {len(checked)} tickets checked in {cron_s:.2f} s")
-    assert sorted(checked) == sorted(due), (len(checked), len(due))
+    check(sorted(checked) == sorted(due), (len(checked), len(due)))
     check_cron(name, due)
 
     team = hd['teams'][0]
@@ -1000,8 +1000,8 @@ def measure(name, options, smtp, filestore):
     log("runs (ms): " + ' '.join(f'{d:.0f}' for d in durations))
     log(f"the tab's count: {count_s * 1000:.0f} ms")
     log("EXPLAIN ANALYZE of the list query:\n" + explain())
-    assert len(rows) == min(LIST_LIMIT, result['count']) > 0
-    assert all(r['team'] in teams and r['kind'] not in CLOSED for r in rows)
+    check(len(rows) == min(LIST_LIMIT, result['count']) > 0)
+    check(all(r['team'] in teams and r['kind'] not in CLOSED for r in rows))
 
     rate = email_to_ticket(name, hd, options.seconds, smtp, filestore)
     if cron_s > CRON_TARGET_S:

@@ -7,6 +7,7 @@ import io
 import random
 
 import benchlib
+from benchlib import check
 
 TARGET = 500
 # country code, name, national prefix of phone numbers, digits after it,
@@ -234,12 +235,12 @@ def main():
         benchlib.log(f"import: {import_s:.1f} s, {import_rate:.0f} rows/s, "
             f"{result}")
         created = count_parties(name) - before
-        assert result['rows'] == options.rows, result
-        assert (result['created'] + result['updated'] + result['merged']
-            + result['skipped'] + result['rejected']) == result['rows']
-        assert result['rejected'] == 0, result
-        assert created == result['created'], (created, result)
-        assert result['updated'] >= db_dups * 0.9, (result, db_dups)
+        check(result['rows'] == options.rows, result)
+        check((result['created'] + result['updated'] + result['merged']
+            + result['skipped'] + result['rejected']) == result['rows'])
+        check(result['rejected'] == 0, result)
+        check(created == result['created'], (created, result))
+        check(result['updated'] >= db_dups * 0.9, (result, db_dups))
 
         baseline = make_rows(options.baseline, 'Baseline', rnd)
         benchlib.log(f"ORM baseline: creating {len(baseline)} parties")

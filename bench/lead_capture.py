@@ -11,6 +11,7 @@ import time
 from urllib.parse import quote
 
 import benchlib
+from benchlib import check
 
 TARGET = 150
 SERVERS = 2
@@ -191,7 +192,7 @@ def main():
                     1000 * latencies[int(len(latencies) * 0.95)]))
         benchlib.log(f"database: {total} leads, {linked} linked to a "
             f"party, {owned} with an owner (round robin)")
-        assert total - before == created, (total, before, created)
+        check(total - before == created, (total, before, created))
         benchlib.release(name)
     benchlib.print_figures([('lead_capture_per_s', rate, 'leads/s')])
     if rate < TARGET:

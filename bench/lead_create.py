@@ -3,6 +3,7 @@
 500 leads per transaction) against a raw multi-row SQL INSERT of the same
 rows into crm_lead. Target: 1,500 leads/s through the ORM."""
 import benchlib
+from benchlib import check
 
 TARGET = 1500
 
@@ -56,8 +57,8 @@ def main():
         raw_rate = len(rows) / raw_s
         benchlib.log(f"raw SQL: {raw_s:.1f} s, {raw_rate:.0f} rows/s")
         total = count(name, 'crm_lead')
-        assert total == 2 * len(vlist), total
-        assert history == len(vlist), history
+        check(total == 2 * len(vlist), total)
+        check(history == len(vlist), history)
         benchlib.log(f"{total} rows in crm_lead, {history} history rows")
         if orm_rate < TARGET:
             benchlib.log(f"below the target of {TARGET} leads/s: "

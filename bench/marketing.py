@@ -19,7 +19,7 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 import benchlib
-from benchlib import batches, log, transaction
+from benchlib import batches, check, log, transaction
 
 SEGMENT_TARGET_S = 1.0
 SEND_TARGET = 200
@@ -548,13 +548,13 @@ def measure_segment(name, mk, options):
     log(f"segment with four criteria: {count} parties (plain SQL: "
         f"{expected}); evaluate() runs (s): "
         + ' '.join(f'{r:.3f}' for r in runs))
-    assert count == expected, (count, expected)
+    check(count == expected, (count, expected))
     refreshes = []
     for _ in range(3):
         members, seconds = timed_in_transaction(
             name, mk, refresh, readonly=False)
         refreshes.append(seconds)
-    assert members == count, (members, count)
+    check(members == count, (members, count))
     log("refresh() (members replaced, count written) runs (s): "
         + ' '.join(f'{r:.3f}' for r in refreshes))
     six = []
@@ -605,7 +605,7 @@ def measure_funnel(name, mk, funnel, options):
         }
     wrong = {k: (values[k], v) for k, v in expected.items()
         if values[k] != v}
-    assert not wrong, wrong
+    check(not wrong, wrong)
 
     # What the client's form reads: the fields through read(), with the
     # access rights and rules of an RPC call
@@ -818,15 +818,15 @@ def check_sent(name, campaign_id, recipients, expected, leaving):
     log(f"members by status (count, with sent date): {statuses}; record "
         f"activities {activities}; {emails} ir.email; {links} tracked links")
     received = Counter(r.lower() for r in recipients)
-    assert len(recipients) == expected, (len(recipients), expected)
-    assert max(received.values()) == 1, received.most_common(3)
-    assert not set(received) & {a.lower() for a in leaving}
-    assert marked == set(received), (len(marked), len(received))
-    assert statuses['sent'] == (expected, expected), statuses
-    assert activities == {'done': expected + len(leaving)}, activities
-    assert emails == expected, emails
+    check(len(recipients) == expected, (len(recipients), expected))
+    check(max(received.values()) == 1, received.most_common(3))
+    check(not set(received) & {a.lower() for a in leaving})
+    check(marked == set(received), (len(marked), len(received)))
+    check(statuses['sent'] == (expected, expected), statuses)
+    check(activities == {'done': expected + len(leaving)}, activities)
+    check(emails == expected, emails)
     # A shortened URL per tracked link and one for the opening image
-    assert links == expected * (TRACKED_LINKS + 1), links
+    check(links == expected * (TRACKED_LINKS + 1), links)
 
 
 def links_of(message):
@@ -865,20 +865,20 @@ def check_links(name, mk, campaign_id, samples, env):
             address = msg['To'].addresses[0].addr_spec.lower()
             tracked = [h for h in hrefs if '/s/' in h]
             unsubscribe = [h for h in hrefs if '/unsubscribe?' in h]
-            assert len(tracked) == TRACKED_LINKS, hrefs
-            assert len(unsubscribe) == 1 and len(images) == 1, (hrefs, images)
-            assert msg['Subject'].endswith("our spring offer is here")
+            check(len(tracked) == TRACKED_LINKS, hrefs)
+            check(len(unsubscribe) == 1 and len(images) == 1, (hrefs, images))
+            check(msg['Subject'].endswith("our spring offer is here"))
             status, location = get(port, images[0])
-            assert status == 301 and urlsplit(location).path.endswith(
-                '/m/empty.gif'), (status, location)
+            check(status == 301 and urlsplit(location).path.endswith(
+                '/m/empty.gif'), (status, location))
             if i < 3:
                 status, location = get(port, tracked[0])
-                assert status == 301 and location.startswith(
-                    'https://shop.bench.example/spring'), (status, location)
+                check(status == 301 and location.startswith(
+                    'https://shop.bench.example/spring'), (status, location))
                 clicked.append(address)
             else:
                 status, _ = get(port, unsubscribe[0])
-                assert status == 200, status
+                check(status == 200, status)
                 unsubscribed.append(address)
         deadline = time.monotonic() + 60
         while True:
@@ -942,7 +942,7 @@ def measure_send(name, mk, options, smtp):
                 'categories': [('add', [mk['categories'][MAILING]])]})
         log(f"Campaign.run: {members} members and their record activities "
             f"in {run_s:.1f} s (not in the rate)")
-        assert members > options.emails, (members, options.emails)
+        check(members > options.emails, (members, options.emails))
         leaving = opt_out_members(name, mk, campaign_id, options.emails)
         log(f"{len(leaving)} members opted out after the start")
         total = warm_members + options.emails
@@ -978,7 +978,7 @@ def measure_send(name, mk, options, smtp):
         log(f"queue: {count} tasks, {finished} finished")
         time.sleep(1)
         recipients = smtp.ask('recipients')
-        assert len(recipients) == total, (
+        check(len(recipients) == total,
             f"{len(recipients) - total} unexpected messages: "
             f"{Counter(recipients[total:]).most_common(5)}")
         check_sent(name, campaign_id, recipients[warm_members:],

@@ -8,6 +8,7 @@ import random
 from decimal import Decimal
 
 import benchlib
+from benchlib import check
 
 # The generator's truth: logit contributions (unknown to the model, which
 # sees only the features, not the noise)
@@ -225,8 +226,8 @@ def update(name, sales, open_):
             cursor.execute(*lead.select(lead.win_probability,
                     where=(lead.state == 'open')))
             values = [p for p, in cursor]
-        assert len(values) == open_, len(values)
-        assert all(p is not None and 0 <= p <= 100 for p in values)
+        check(len(values) == open_, len(values))
+        check(all(p is not None and 0 <= p <= 100 for p in values))
         # The second run finds nothing changed: it only reads
         benchlib.log(f"update run {run + 1}: {seconds:.2f} s for "
             f"{len(values)} open opportunities")
