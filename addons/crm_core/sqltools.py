@@ -24,21 +24,23 @@ def forget_cached(Model, ids=None):
                     cache[Model.__name__].pop(int(id_), None)
 
 
-def readable_table(model, domain=None):
+def readable_table(model, domain=None, on=None):
     """(table, from, where): the rows of model's table that the user may
     read (access, ir.rule: the company, an agent's team...) and that match
     the domain, as conditions on that table itself (no id IN of the same
     table): a figure computed in SQL counts no more than its reader could
-    open. Only for models whose search adds nothing to ir.rule."""
+    open. on: another model (a summary of model's records) whose fields
+    bear the same names, to which the same rules and domain apply.
+    Only for models whose search adds nothing to ir.rule."""
     pool = Pool()
-    Model = pool.get(model)
+    On = pool.get(on or model)
     ModelAccess = pool.get('ir.model.access')
     Rule = pool.get('ir.rule')
     ModelAccess.check(model, 'read')
-    tables, where = Model.search_domain(domain or [])
+    tables, where = On.search_domain(domain or [])
     rule = Rule.domain_get(model, mode='read')
     if rule:
-        tables, rule_where = Model.search_domain(
+        tables, rule_where = On.search_domain(
             rule, active_test=False, tables=tables)
         where &= rule_where
     return tables[None][0], convert_from(None, tables), where

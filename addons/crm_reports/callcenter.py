@@ -11,11 +11,12 @@ from trytond.model import Index, ModelSQL, ModelView, fields
 from trytond.pool import Pool, PoolMeta
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import date_of, hour_of, seconds_between
+from crm_core.sqltools import (
+    date_of, hour_of, readable_table, seconds_between)
 
 from .common import (
-    AnalysisMixin, context_companies, date_domain, date_range,
-    period_domain, period_of, rate, readable_rows)
+    AnalysisMixin, context_companies, date_domain, date_range, period_domain,
+    period_of, rate)
 from .summary import DaySummary, union_id
 
 BUSY = ['ringing', 'on_call', 'wrap_up']
@@ -95,7 +96,7 @@ class CallHour(AnalysisMixin, ModelSQL, ModelView):
         Summary = pool.get('crm.report.call_summary')
         queue = Queue.__table__()
         live_from = Summary.live_from(call_domain())
-        call, calls, where = readable_rows(
+        call, calls, where = readable_table(
             'callcenter.call', call_domain() + CALLS_COUNTED)
         where &= date_range(call.created)
         if live_from:
@@ -108,7 +109,7 @@ class CallHour(AnalysisMixin, ModelSQL, ModelView):
                     in call_measures(call, queue).items()),
                 where=where)]
         if live_from:
-            summary, summaries, where = readable_rows(
+            summary, summaries, where = readable_table(
                 'callcenter.call', call_domain(), on=Summary.__name__)
             parts.append(summaries.select(
                     union_id(summary, True).as_('id'), summary.company,
@@ -187,7 +188,7 @@ class AgentOccupancy(AnalysisMixin, ModelSQL, ModelView):
         agent = Agent.__table__()
         domain = cls._domain()
         live_from = Summary.live_from(domain)
-        status, statuses, where = readable_rows(
+        status, statuses, where = readable_table(
             'callcenter.agent.status', domain)
         where &= date_range(status.start)
         seconds = seconds_between(
@@ -206,7 +207,7 @@ class AgentOccupancy(AnalysisMixin, ModelSQL, ModelView):
             # refresh (not summarized) are counted from the records too
             parts = [live(where & (status.start >= start)),
                 live(where & (status.start < start) & (status.end == Null))]
-            summary, summaries, where = readable_rows(
+            summary, summaries, where = readable_table(
                 'callcenter.agent.status', domain, on=Summary.__name__)
             parts.append(summaries.select(
                     union_id(summary, True).as_('id'), summary.agent,

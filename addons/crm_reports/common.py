@@ -11,7 +11,6 @@ from sql.conditionals import Case, Coalesce
 
 from trytond.i18n import gettext
 from trytond.model import Model, ModelView, fields
-from trytond.model.modelsql import convert_from
 from trytond.tools.domain_inversion import is_leaf
 from trytond.pool import Pool
 from trytond.pyson import Eval, If, PYSONEncoder
@@ -197,29 +196,6 @@ def readable(model, domain=None):
     no more than its reader could open"""
     Model = Pool().get(model)
     return Model.search(domain or [], order=[], query=True)
-
-
-def readable_rows(model, domain=None, on=None):
-    """(table, from, where): the rows of model's table that the user may
-    read (access rules, company) and that match the domain, as conditions
-    on that table itself; cheaper than id IN (readable ids) on large
-    tables. on: another model (a summary of model's records) whose fields
-    bear the same names, to which the same rules and domain apply.
-    Only for models whose search adds nothing to ir.rule (bpm.instance
-    filters in its search: use readable())."""
-    pool = Pool()
-    Model = pool.get(model)
-    On = pool.get(on) if on else Model
-    ModelAccess = pool.get('ir.model.access')
-    Rule = pool.get('ir.rule')
-    ModelAccess.check(model, 'read')
-    tables, where = On.search_domain(domain or [])
-    rule = Rule.domain_get(model, mode='read')
-    if rule:
-        tables, rule_where = On.search_domain(
-            rule, active_test=False, tables=tables)
-        where &= rule_where
-    return tables[None][0], convert_from(None, tables), where
 
 
 def domain_fields(domain):

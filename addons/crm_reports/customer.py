@@ -16,10 +16,11 @@ from trytond.pool import Pool
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
+from crm_core.sqltools import readable_table
+
 from .common import (
     AnalysisMixin, CurrencyMixin, date_domain, date_range, grouped,
-    lead_domain, lead_revenue, period_end, period_first_day, rate,
-    readable_rows, user_domain)
+    lead_domain, lead_revenue, period_end, period_first_day, rate, user_domain)
 
 
 def party_domain():
@@ -105,9 +106,8 @@ class CustomerLifecycle(AnalysisMixin, ModelSQL, ModelView):
         table) of the parties the reader may read"""
         change = Pool().get('crm.party.lifecycle').__table__()
         # Archived parties keep their history
-        party, parties, where = readable_rows('party.party', party_domain() + [
-                ('active', 'in', [True, False]),
-                ])
+        party, parties, where = readable_table('party.party',
+            party_domain() + [('active', 'in', [True, False])])
         return change, parties.join(change,
             condition=change.party == party.id), where
 
@@ -197,7 +197,7 @@ class CustomerRevenue(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
     def table_query(cls):
         pool = Pool()
         party = pool.get('party.party').__table__()
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         rows = leads.join(party, condition=lead.party == party.id).select(
             lead.id, lead.company, lead.party, party.owner, lead.date_closed,
             lead_revenue(lead).as_('amount'),
@@ -243,9 +243,8 @@ class CustomerSegment(AnalysisMixin, ModelSQL, ModelView):
         Address = pool.get('party.address')
         address = Address.__table__()
         link = pool.get('party.party-party.category').__table__()
-        party, parties, where = readable_rows('party.party', party_domain() + [
-                ('lifecycle_status', '=', 'customer'),
-                ])
+        party, parties, where = readable_table('party.party',
+            party_domain() + [('lifecycle_status', '=', 'customer')])
         # The first address in the order of Address (sequence, id)
         ranked = address.select(address.party, address.country,
             RowNumber(window=Window([address.party], order_by=[

@@ -16,9 +16,11 @@ from trytond.pool import Pool
 from trytond.pyson import Bool, Eval
 from trytond.transaction import Transaction
 
+from crm_core.sqltools import readable_table
+
 from .common import (
-    AnalysisMixin, context_companies, context_period, converted,
-    lead_domain, period_domain, period_of, readable, readable_rows)
+    AnalysisMixin, context_companies, context_period, converted, lead_domain,
+    period_domain, period_of, readable)
 from .exceptions import TargetValidationError
 from .sales import CurrencyMixin
 
@@ -330,7 +332,7 @@ class Forecast(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
         close"""
         context = Transaction().context
         period = context_period()
-        lead, leads_from, leads = readable_rows('crm.lead', lead_domain())
+        lead, leads_from, leads = readable_table('crm.lead', lead_domain())
         amount = converted(Coalesce(lead.expected_revenue, 0), lead.company)
         # Only the leads of the periods the targets may cover
         start = end = None

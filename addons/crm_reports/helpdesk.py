@@ -8,11 +8,11 @@ from trytond.model import ModelSQL, ModelView, fields
 from trytond.pool import Pool
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import seconds_between
+from crm_core.sqltools import hours_between, readable_table
 
 from .common import (
     AnalysisMixin, context_companies, date_range, period_domain, period_of,
-    period_table, rate, readable_rows)
+    period_table, rate)
 
 
 class Ticket(AnalysisMixin, ModelSQL, ModelView):
@@ -64,7 +64,7 @@ class Ticket(AnalysisMixin, ModelSQL, ModelView):
         pool = Pool()
         Stage = pool.get('helpdesk.stage')
         stage = Stage.__table__()
-        ticket, tickets, where = readable_rows(
+        ticket, tickets, where = readable_table(
             'helpdesk.ticket', cls._domain())
         closed_sla = (ticket.closed != Null) & (ticket.sla_status != Null)
         period = period_of(ticket.opened)
@@ -82,10 +82,9 @@ class Ticket(AnalysisMixin, ModelSQL, ModelView):
             Case((closed_sla & (ticket.sla_status == 'on_time'), 1),
                 else_=0).as_('met'),
             Case((closed_sla, 1), else_=0).as_('under_sla'),
-            (seconds_between(ticket.opened, ticket.first_response) / 3600
-                ).as_('response'),
-            (seconds_between(ticket.opened, ticket.solved) / 3600
-                ).as_('resolution'),
+            hours_between(ticket.opened, ticket.first_response).as_(
+                'response'),
+            hours_between(ticket.opened, ticket.solved).as_('resolution'),
             ticket.rating.cast('INTEGER').as_('rating'),
             where=where & date_range(ticket.opened))
         return rows.select(

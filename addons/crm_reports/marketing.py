@@ -8,9 +8,11 @@ from trytond.model import ModelSQL, ModelView, fields
 from trytond.modules.currency.fields import Monetary
 from trytond.pool import Pool
 
+from crm_core.sqltools import readable_table
+
 from .common import (
     AnalysisMixin, CurrencyMixin, converted, converted_from, date_domain,
-    date_range, lead_domain, readable_rows)
+    date_range, lead_domain)
 
 
 class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
@@ -57,7 +59,7 @@ class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
         def one(condition):
             return Case((condition, 1), else_=0)
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         won = lead.state == 'won'
         leads = leads.select(
             lead.id, lead.marketing_campaign.as_('campaign'),
@@ -69,7 +71,7 @@ class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
                         lead.company)), else_=0).as_('revenue'),
             zero.as_('cost'),
             where=where)
-        member, members, where = readable_rows('marketing.campaign.member')
+        member, members, where = readable_table('marketing.campaign.member')
         members = members.select(
             member.id, member.campaign,
             Literal(1).as_('member'), one(member.sent != Null),
@@ -78,7 +80,7 @@ class Campaign(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
             where=where)
         currencies = [c.currency for c in Campaign.search([])
             if c.currency]
-        cost, costs, where = readable_rows('marketing.campaign.cost')
+        cost, costs, where = readable_table('marketing.campaign.cost')
         costs = costs.join(campaign,
             condition=cost.campaign == campaign.id).select(
             cost.id, cost.campaign, zero, zero, zero, zero, zero, zero,

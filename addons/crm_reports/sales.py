@@ -16,12 +16,12 @@ from trytond.pool import Pool, PoolMeta
 from trytond.pyson import Eval
 from trytond.transaction import Transaction
 
-from crm_core.sqltools import seconds_between, week_start
+from crm_core.sqltools import readable_table, seconds_between, week_start
 
 from .common import (
-    AnalysisMixin, CurrencyMixin, context_companies, date_domain,
-    date_range, grouped, lead_domain, lead_revenue, period_domain,
-    period_of, rate, readable_rows, report_currency, user_domain)
+    AnalysisMixin, CurrencyMixin, context_companies, date_domain, date_range,
+    grouped, lead_domain, lead_revenue, period_domain, period_of, rate,
+    report_currency, user_domain)
 from .summary import COMMIT_MARGIN, Summary, union_id
 
 DAY = 86400
@@ -61,7 +61,7 @@ class Pipeline(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
 
     @classmethod
     def table_query(cls):
-        lead, leads, where = readable_rows('crm.lead', lead_domain() + [
+        lead, leads, where = readable_table('crm.lead', lead_domain() + [
                 ('state', '=', 'open'),
                 ('type', '=', 'opportunity'),
                 ])
@@ -122,7 +122,7 @@ class NewOpportunity(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
 
     @classmethod
     def table_query(cls):
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         rows = leads.select(
             lead.id, lead.company, lead.owner, lead.team,
             period_of(lead.date_conversion).as_('period'),
@@ -195,7 +195,7 @@ class OpenQuote(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
 
     @classmethod
     def table_query(cls):
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         *younger, oldest = AGE_BANDS
         age = Case(*((lead.quotation_date >= cls._age_range(a)[0], a)
                 for a in younger), else_=oldest)
@@ -255,7 +255,7 @@ class WonLost(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
 
     @classmethod
     def table_query(cls):
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         won = lead.state == 'won'
         rows = leads.select(
             lead.id, lead.company, lead.owner, lead.team,
@@ -465,7 +465,7 @@ class StageFunnel(AnalysisMixin, ModelSQL, ModelView):
         pool = Pool()
         Summary = pool.get('crm.report.stage_summary')
         summary = Summary.__table__()
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         now = Literal(dt.datetime.now())
         stale = Summary.stale_lead_ids()
         live = stage_facts(leads, lead, where & (
@@ -528,7 +528,7 @@ class LostSales(CurrencyMixin, AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
         rows = leads.select(
             lead.id, lead.company, lead.lost_reason, lead.competitor,
             lead_revenue(lead).as_('revenue'),
@@ -576,10 +576,10 @@ class Neglected(SalesKeysMixin, CurrencyMixin, AnalysisMixin, ModelSQL,
 
     @classmethod
     def table_query(cls):
-        lead, leads, where = readable_rows('crm.lead', cls._lead_domain())
-        planned, planned_activities, planned_where = readable_rows(
+        lead, leads, where = readable_table('crm.lead', cls._lead_domain())
+        planned, planned_activities, planned_where = readable_table(
             'crm.activity', [('state', '=', 'planned')])
-        done, done_activities, done_where = readable_rows(
+        done, done_activities, done_where = readable_table(
             'crm.activity', [('state', '=', 'done')])
         # Looked up per open lead (indexed on the origin): fewer than all
         # the activities of all the leads
@@ -643,7 +643,7 @@ class SalespersonActivity(AnalysisMixin, ModelSQL, ModelView):
 
     @classmethod
     def table_query(cls):
-        activity, activities, where = readable_rows(
+        activity, activities, where = readable_table(
             'crm.activity', cls._activity_domain())
         rows = activities.select(
             activity.id, activity.company, activity.user,

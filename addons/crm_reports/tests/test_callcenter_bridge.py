@@ -14,13 +14,15 @@ from crm_callcenter.tests.test_callcenter import T0, CallCenterSetup, event
 from crm_core.tests.tools import CrmDatabaseTestCase
 from crm_reports.callcenter import call_domain
 
+from . import WITH_EXTRAS
+
 CONTEXT = dict(from_date=dt.date(2026, 12, 1), to_date=dt.date(2026, 12, 31),
     period='month')
 
 
 class CallCenterReportsTestCase(CrmDatabaseTestCase):
     "Call-center reports"
-    modules = ['crm_reports', 'crm_callcenter']
+    modules = WITH_EXTRAS
 
     def calls(self, cc):
         with set_company(cc.company):

@@ -2,12 +2,12 @@ from trytond.modules.company.tests import CompanyTestMixin
 from trytond.modules.party.tests import PartyCheckReplaceMixin
 from trytond.tests.test_tryton import ModuleTestCase, with_transaction
 
-from crm_core.tests.tools import sao_unknown_list_columns
+from crm_core.tests.tools import CoreDatabaseMixin, sao_unknown_list_columns
 
 from . import WITH_EXTRAS
 
 
-class CrmReportsTestCase(
+class CrmReportsTestCase(CoreDatabaseMixin,
         PartyCheckReplaceMixin, CompanyTestMixin, ModuleTestCase):
     "Test CRM Reports module"
     module = 'crm_reports'
