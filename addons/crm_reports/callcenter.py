@@ -17,7 +17,7 @@ from crm_core.sqltools import (
 from .common import (
     AnalysisMixin, context_companies, date_domain, date_range, period_domain,
     period_of, rate)
-from .summary import DaySummary, union_id
+from .summary import DaySummary, last_written_index, union_id
 
 BUSY = ['ringing', 'on_call', 'wrap_up']
 # The calls counted per hour and queue: calls still ringing are counted
@@ -304,8 +304,7 @@ class Call(metaclass=PoolMeta):
         super().__setup__()
         t = cls.__table__()
         # The calls written since the summary's refresh are counted live
-        cls._sql_indexes.add(Index(
-                t, (Coalesce(t.write_date, t.create_date), Index.Range())))
+        cls._sql_indexes.add(last_written_index(t))
 
 
 class AgentStatus(metaclass=PoolMeta):
@@ -318,7 +317,6 @@ class AgentStatus(metaclass=PoolMeta):
         cls._sql_indexes.update({
                 # The statuses written since the summary's refresh and
                 # those after its horizon are counted from the records
-                Index(t, (Coalesce(t.write_date, t.create_date),
-                        Index.Range())),
+                last_written_index(t),
                 Index(t, (t.start, Index.Range())),
                 })

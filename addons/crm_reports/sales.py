@@ -22,7 +22,8 @@ from .common import (
     AnalysisMixin, CurrencyMixin, context_companies, date_domain, date_range,
     grouped, lead_domain, lead_revenue, period_domain, period_of, rate,
     report_currency, user_domain)
-from .summary import COMMIT_MARGIN, Summary, union_id
+from .summary import (
+    COMMIT_MARGIN, Summary, last_written, last_written_index, union_id)
 
 DAY = 86400
 # Beyond this many leads written since the refresh, the Stage Funnel counts
@@ -369,12 +370,11 @@ class StageSummary(Summary):
         refreshed_at = state[2]
         cursor = Transaction().connection.cursor()
         cursor.execute(*stage.select(stage.id,
-                where=Coalesce(stage.write_date, stage.create_date)
-                >= refreshed_at, limit=1))
+                where=last_written(stage) >= refreshed_at, limit=1))
         if cursor.fetchone():
             return None
-        return history.select(history.lead, where=Coalesce(
-                history.write_date, history.create_date) >= refreshed_at)
+        return history.select(history.lead,
+            where=last_written(history) >= refreshed_at)
 
     @classmethod
     def stale_lead_ids(cls):
@@ -426,8 +426,7 @@ class LeadHistory(metaclass=PoolMeta):
         t = cls.__table__()
         # The leads whose history was written since the stage summary's
         # refresh are counted from their history
-        cls._sql_indexes.add(Index(
-                t, (Coalesce(t.write_date, t.create_date), Index.Range())))
+        cls._sql_indexes.add(last_written_index(t))
 
 
 class StageFunnel(AnalysisMixin, ModelSQL, ModelView):

@@ -22,6 +22,17 @@ from .common import domain_fields
 COMMIT_MARGIN = dt.timedelta(hours=1)
 
 
+def last_written(table):
+    """When a row of table was last written (or created): what tells the
+    records written since a refresh"""
+    return Coalesce(table.write_date, table.create_date)
+
+
+def last_written_index(table):
+    "The index that finds the rows of table written since a refresh"
+    return Index(table, (last_written(table), Index.Range()))
+
+
 def _date(value):
     "A date from a DATE column (SQLite returns text)"
     if isinstance(value, str):
@@ -118,8 +129,7 @@ class DaySummary(Summary):
         # walk the index of the timestamps instead of that of the writes
         cursor.execute(*source.select(
                 Min(date_of(Column(source, cls._source_time))),
-                where=Coalesce(source.write_date, source.create_date)
-                >= refreshed_at))
+                where=last_written(source) >= refreshed_at))
         day, = cursor.fetchone()
         return _date(day)
 
