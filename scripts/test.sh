@@ -60,10 +60,11 @@ run_phase() {  # run_phase NAME COMMAND...
     echo "[test] phase $name: exit $rc in ${took}s"
 }
 
-record_phase() {  # record_phase NAME [NOTE]: add its result to the summary
-    local name="$1" note="${2:-}" rc took
-    if ! read -r rc took < "$REPORTS/$name.result"; then
-        rc=1 took=0 note="${note:-did not run}"
+record_phase() {  # record_phase NAME: add its result to the summary
+    # NAME.result: exit status, seconds and an optional note
+    local name="$1" rc took note
+    if ! read -r rc took note < "$REPORTS/$name.result"; then
+        rc=1 took=0 note="did not run"
     fi
     if [ "$rc" -ne 0 ]; then FAILED=1; fi
     RCS+=("$name=$rc")
@@ -84,7 +85,7 @@ phase_sqlite() {
 phase_postgresql() {
     local uri="$CRM_TEST_PG_URI" db="$CRM_TEST_PG_DB" start=$SECONDS
     if ! "$ROOT/scripts/postgres.sh" start "$uri"; then
-        echo "1 0" > "$REPORTS/postgresql.result"
+        echo "1 0 PostgreSQL unavailable" > "$REPORTS/postgresql.result"
         echo "[test] phase postgresql: PostgreSQL unavailable"
         return
     fi
